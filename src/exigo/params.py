@@ -1,0 +1,151 @@
+"""Typed, validated parameters read from params.yaml.
+
+Every section is a frozen pydantic model with unknown keys forbidden, so a typo or an out-of-range
+value stops a stage with one line that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from exigo.errors import ParamsError
+
+PARAMS_FILE = Path("params.yaml")
+
+DatasetName = Literal["mnist", "fashion-mnist", "kmnist", "mnist-sample", "idx"]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseParams(_Section):
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+
+
+class DataParams(_Section):
+    name: DatasetName = "mnist"
+    source: str | None = None
+    val_size: float = Field(0.1, gt=0)
+    classes: tuple[str, ...] | None = None
+    sha256: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DataParams:
+        if self.val_size >= 1 and self.val_size != int(self.val_size):
+            raise ValueError("val_size: a fraction below 1 or a whole count of images")
+        if self.name != "idx" and (self.classes is not None or self.sha256 is not None):
+            raise ValueError(
+                "classes and sha256 apply to name: idx only (the built-in datasets know theirs)"
+            )
+        if self.name == "idx" and not self.source:
+            raise ValueError(
+                "name: idx needs source: a mirror URL or a folder with the four .gz IDX files"
+            )
+        if self.classes is not None and len(self.classes) < 2:
+            raise ValueError("classes: at least two class names")
+        return self
+
+
+class ModelParams(_Section):
+    name: Literal["cnn", "basic_cnn"] = "cnn"
+    channels: tuple[PositiveInt, PositiveInt] = (32, 64)
+    hidden: PositiveInt = 128
+    dropout: float = Field(0.25, ge=0, lt=1)
+
+
+class TrainParams(_Section):
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    epochs: int = Field(5, ge=1, le=1000)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(3e-3, gt=0, le=10)
+    weight_decay: float = Field(1e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    monitor: Literal["val_acc", "val_loss"] = "val_acc"
+
+
+class EvaluateParams(_Section):
+    batch_size: int = Field(1000, ge=1)
+    n_mistakes: int = Field(24, ge=0, le=400)
+    n_confused: int = Field(5, ge=1, le=90)
+
+
+class Params(_Section):
+    base: BaseParams = BaseParams()
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def _describe(err: dict[str, Any], raw: dict[str, Any]) -> str:
+    """One line for one pydantic error: the dotted key, what is allowed, what was given."""
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        section: Any = Params
+        for part in loc[:-1]:
+            section = section.model_fields[part].annotation
+        allowed = ", ".join(section.model_fields)
+        where = f"section '{'.'.join(loc[:-1])}'" if len(loc) > 1 else "params.yaml"
+        return f"{key}: unknown key; {where} allows: {allowed}"
+    if err["type"] == "missing":
+        if loc and loc[-1].isdigit():  # a tuple given too few values
+            return (
+                f"{'.'.join(loc[:-1])}: expected more values (got {len(_get(raw, loc[:-1]) or [])})"
+            )
+        return f"{key}: required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error":  # a cross-field check: its message names the keys itself
+        return f"{key}: {msg}"
+    return f"{key}: {msg[0].lower() + msg[1:]} (got {err['input']!r})"
+
+
+def _get(tree: Any, loc: list[str]) -> Any:
+    for part in loc:
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; raise ParamsError naming every bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(e, raw) for e in exc.errors(include_url=False)]
+        raise ParamsError(f"{source}: " + f"\n  {source}: ".join(lines)) from None
+
+
+def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found (run from the project root)") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, str(path))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: the dotted keys DVC and MLflow show."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,161 @@
+"""The training loop: in-memory tensors, batched on the device, seeded, best epoch by validation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import astuple, dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from exigo.data import Split, batches
+from exigo.params import TrainParams
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+
+    def row(self) -> list[float | int]:
+        """A row of plots/train/history.csv (floats rounded: stable, readable files)."""
+        return [round(v, 6) if isinstance(v, float) else v for v in astuple(self)]
+
+
+HISTORY_FIELDS = tuple(f.name for f in fields(EpochStats))
+
+
+@dataclass
+class FitResult:
+    history: list[EpochStats]
+    best_epoch: int
+    best_state: dict[str, torch.Tensor]
+    seconds: float = 0.0
+    images_seen: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> EpochStats:
+        return self.history[self.best_epoch - 1]
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_seen / self.seconds if self.seconds else 0.0
+
+
+def make_optimizer(model: nn.Module, cfg: TrainParams) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.momentum > 0,
+        )
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(
+    opt: torch.optim.Optimizer, cfg: TrainParams, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    split: Split,
+    batch_size: int,
+    device: torch.device,
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Logits for a whole split, (N, num_classes) on the CPU, in batches on `device`."""
+    model.eval()
+    out = []
+    for x, _ in batches(split, batch_size, device):
+        out.append(model(x))
+        if on_batch:
+            on_batch(len(x))
+    return torch.cat(out).float().cpu() if out else torch.empty(0)
+
+
+def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    loss = F.cross_entropy(logits, labels.to(logits.device)).item()
+    acc = (logits.argmax(1) == labels.to(logits.device)).float().mean().item()
+    return loss, acc
+
+
+def fit(
+    model: nn.Module,
+    train: Split,
+    val: Split,
+    cfg: TrainParams,
+    seed: int,
+    device: torch.device,
+    on_batch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> FitResult:
+    """Train `model` for cfg.epochs; keep the weights of the best epoch by cfg.monitor on `val`."""
+    model.to(device)
+    if device.type in ("cpu", "cuda"):
+        model.to(memory_format=torch.channels_last)  # faster convs on both, same results per device
+    train = Split(train.images.to(device), train.labels.to(device))
+    val = Split(val.images.to(device), val.labels.to(device))
+    opt = make_optimizer(model, cfg)
+    steps = (len(train) + cfg.batch_size - 1) // cfg.batch_size
+    sched = make_scheduler(opt, cfg, steps)
+    gen = torch.Generator().manual_seed(seed)
+    history: list[EpochStats] = []
+    best_epoch, best_score, best_state = 0, None, {}
+    images, seconds = 0, 0.0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        lr = opt.param_groups[0]["lr"]
+        for x, y in batches(train, cfg.batch_size, device, gen):
+            x = x.contiguous(memory_format=torch.channels_last)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach() * len(y)  # no .item(): keep the device busy
+            correct += (logits.argmax(1) == y).sum()
+            if on_batch:
+                on_batch(len(y))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - start
+        images += len(train)
+        val_loss, val_acc = loss_and_accuracy(predict(model, val, 1024, device), val.labels)
+        stats = EpochStats(
+            epoch, loss_sum.item() / len(train), correct.item() / len(train), val_loss, val_acc, lr
+        )
+        history.append(stats)
+        score = -val_loss if cfg.monitor == "val_loss" else val_acc
+        if best_score is None or score > best_score:
+            best_epoch, best_score = epoch, score
+            best_state = cpu_state(model)
+        if on_epoch:
+            on_epoch(stats)
+    return FitResult(history, best_epoch, best_state, seconds, images)
+
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the weights (contiguous, so checkpoints do not depend on layout)."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,79 @@
+"""Evaluate the best checkpoint on the test split.
+
+python -m stages.evaluate   # reads params.yaml (data, train.device, evaluate), writes
+                            # metrics/evaluate.json, plots/evaluate/confusion.csv and images/
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from exigo.data import load_dataset
+from exigo.errors import run_stage
+from exigo.io import write_csv, write_json
+from exigo.metrics import classification_metrics, confusion, rounded
+from exigo.models import load_checkpoint
+from exigo.params import load_params
+from exigo.plotting import plot_confusion, plot_mistakes
+from exigo.progress import progress_bar
+from exigo.training import loss_and_accuracy, predict
+from exigo.utils import resolve_device
+
+PLOTS = Path("plots/evaluate")
+
+
+def main() -> None:
+    params = load_params()
+    cfg = params.evaluate
+    device = resolve_device(params.train.device)
+    data = load_dataset(Path("data") / params.data.name)
+    model, ckpt = load_checkpoint("models/model.pt", device)
+    classes = tuple(ckpt["classes"])
+
+    with progress_bar() as bar:
+        task = bar.add_task("evaluate", total=len(data.test))
+        logits = predict(model, data.test, cfg.batch_size, device, lambda n: bar.advance(task, n))
+    loss, _ = loss_and_accuracy(logits, data.test.labels)
+    probs = logits.softmax(1)
+    confidence, pred = probs.max(1)
+    y_true, y_pred = data.test.labels.numpy(), pred.numpy()
+
+    metrics = {"loss": loss, **classification_metrics(y_true, y_pred, classes, cfg.n_confused)}
+    metrics["checkpoint"] = {
+        "epoch": ckpt["epoch"],
+        ckpt["score"]["metric"]: ckpt["score"]["value"],
+    }
+    write_json(Path("metrics/evaluate.json"), rounded(metrics))
+
+    # One row per test image: DVC's confusion templates count them (x = predicted, y = actual).
+    write_csv(
+        PLOTS / "confusion.csv",
+        ["actual", "predicted"],
+        [[classes[t], classes[p]] for t, p in zip(y_true, y_pred, strict=True)],
+    )
+    cm = confusion(y_true, y_pred, len(classes))
+    plot_confusion(cm, classes, PLOTS / "images" / "confusion.png")
+    plot_confusion(cm, classes, PLOTS / "images" / "confusion_normalized.png", normalize=True)
+    wrong = torch.nonzero(pred != data.test.labels).flatten()
+    worst = wrong[confidence[wrong].argsort(descending=True, stable=True)][: cfg.n_mistakes]
+    plot_mistakes(
+        data.test.images[worst].numpy(),
+        y_true[worst],
+        y_pred[worst],
+        confidence[worst].numpy(),
+        classes,
+        PLOTS / "images" / "mistakes.png",
+    )
+
+    print(
+        f"test: accuracy {metrics['accuracy']:.4f}, loss {loss:.4f}, macro F1 {metrics['macro']['f1']:.4f} "
+        f"on {len(y_true):,} images; {len(wrong)} mistakes"
+    )
+    for rank in metrics["confused"].values():
+        print(f"  {classes[rank['true']]} taken for {classes[rank['predicted']]}: {rank['count']}×")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,50 @@
+"""Log this pipeline run to MLflow: every param, every stage's metrics, the per-epoch curves, the
+plot images and the model. Runs last; reads only what the other stages wrote.
+
+    python -m stages.track      # MLFLOW_TRACKING_URI, else sqlite:///<project root>/mlflow.db
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from exigo.errors import run_stage
+from exigo.params import flatten, load_params
+from exigo.tracking import log_run, numeric_leaves, project_root, read_history, tracking_uri
+
+METRICS = {"train": Path("metrics/train.json"), "evaluate": Path("metrics/evaluate.json")}
+ARTIFACTS = {
+    "plots/train": Path("plots/train"),
+    "plots/evaluate": Path("plots/evaluate"),
+    "metrics": Path("metrics"),
+    "checkpoint": Path("models/model.pt"),
+}
+
+
+def main() -> None:
+    load_params()  # validated like every stage; the raw file is what gets logged
+    params = flatten(yaml.safe_load(Path("params.yaml").read_text()))
+    metrics: dict[str, float] = {}
+    for stage, path in METRICS.items():
+        metrics.update(numeric_leaves(flatten(json.loads(path.read_text()), f"{stage}.")))
+    history = read_history(Path("plots/train/history.csv"))
+
+    from exigo.models import load_checkpoint
+
+    model, _ = load_checkpoint("models/model.pt")
+    root = project_root()
+    example = np.zeros((2, 1, 28, 28), dtype=np.float32)  # inputs in [0, 1]: the model normalises
+    run_id = log_run(
+        params, metrics, history, ARTIFACTS, model=model, input_example=example, root=root
+    )
+    print(
+        f"MLflow: logged run {run_id} to {tracking_uri(root)} (see it with: mlflow ui --backend-store-uri {tracking_uri(root)})"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

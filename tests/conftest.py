@@ -1,0 +1,204 @@
+"""Shared fixtures: tiny generated IDX datasets, a local HTTP mirror on 127.0.0.1, tiny projects."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = {
+    ("train", "images"): "train-images-idx3-ubyte.gz",
+    ("train", "labels"): "train-labels-idx1-ubyte.gz",
+    ("test", "images"): "t10k-images-idx3-ubyte.gz",
+    ("test", "labels"): "t10k-labels-idx1-ubyte.gz",
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as an IDX file (magic 0x0000 08 <ndim>, big-endian dims)."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def make_digits(n: int, seed: int, n_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable synthetic 28x28 images: class k lights a 6x6 block at its own place, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % n_classes
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        r, c = 3 + 6 * (k // 4), 3 + 6 * (k % 4)
+        dr, dc = rng.integers(-1, 2, size=2)
+        images[i, r + dr : r + dr + 6, c + dc : c + dc + 6] = rng.integers(180, 256, size=(6, 6))
+    return images, labels.astype(np.uint8)
+
+
+@dataclass
+class TinyIdx:
+    folder: Path  # the four .gz files
+    arrays: dict  # (split, kind) -> np.ndarray
+    payload_sha256: dict  # filename -> sha256 of the decompressed IDX
+    gz_md5: dict  # filename -> md5 of the .gz as written
+
+
+def write_tiny_idx(folder: Path, n_train: int = 400, n_test: int = 100, seed: int = 0) -> TinyIdx:
+    folder.mkdir(parents=True, exist_ok=True)
+    train = make_digits(n_train, seed)
+    test = make_digits(n_test, seed + 1)
+    arrays = {
+        ("train", "images"): train[0],
+        ("train", "labels"): train[1],
+        ("test", "images"): test[0],
+        ("test", "labels"): test[1],
+    }
+    sha, md5 = {}, {}
+    for key, name in FILES.items():
+        payload = idx_bytes(arrays[key])
+        data = gzip.compress(payload, compresslevel=9, mtime=0)
+        (folder / name).write_bytes(data)
+        sha[name] = hashlib.sha256(payload).hexdigest()
+        md5[name] = hashlib.md5(data).hexdigest()
+    return TinyIdx(folder, arrays, sha, md5)
+
+
+@pytest.fixture(scope="session")
+def tiny_idx(tmp_path_factory) -> TinyIdx:
+    return write_tiny_idx(tmp_path_factory.mktemp("tiny_idx"))
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """Serves a folder; under /short/ it promises more bytes than it sends (a dropped connection)."""
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/short/"):
+            path = Path(self.directory) / self.path.removeprefix("/short/")
+            if not path.exists():
+                self.send_error(404)
+                return
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+@dataclass
+class Mirror:
+    root: Path  # served folder: each subfolder is one mirror
+    url: str  # http://127.0.0.1:<port>
+
+    def add(self, name: str, files: dict[str, bytes]) -> str:
+        """Publish files under /<name>/; returns that mirror's URL."""
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for fname, data in files.items():
+            (folder / fname).write_bytes(data)
+        return f"{self.url}/{name}/"
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving tmp_path/www; stopped after the test."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Mirror(root, f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def read_files(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in FILES.values()}
+
+
+TINY_PARAMS = {
+    "data": {"val_size": 0.2},
+    "model": {"channels": [4, 8], "hidden": 16, "dropout": 0.0},
+    "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "device": "cpu"},
+    "evaluate": {"batch_size": 64, "n_mistakes": 8, "n_confused": 3},
+}
+
+
+def tiny_params(**sections) -> dict:
+    """The project's real params.yaml, shrunk for tests (and overridden per section)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in {**TINY_PARAMS, **sections}.items():
+        params.setdefault(section, {}).update(values)
+    return params
+
+
+def make_project(dest: Path, params: dict, code: bool = True) -> Path:
+    """A copy of the project (dvc.yaml, stages, src) with the given params, ready to run stages."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if code:
+        for name in ("stages", "src"):
+            shutil.copytree(
+                ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
+        for name in ("dvc.yaml", ".gitignore", "pyproject.toml"):
+            shutil.copy(ROOT / name, dest / name)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+@pytest.fixture
+def stage_env(tmp_path, monkeypatch) -> dict:
+    """Environment for stage subprocesses: a private download cache and MLflow store."""
+    import os
+
+    env = dict(os.environ)
+    env["EXIGO_CACHE_DIR"] = str(tmp_path / "exigo-cache")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("DVC_ROOT", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "src")])  # stages/ and exigo
+    return env
+
+
+def run_stage(
+    name: str, project: Path, env: dict, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run `python -m stages.<name>` in a project folder, as DVC would."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"stages.{name}"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check:
+        assert result.returncode == 0, f"stage {name} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture
+def tiny_project(tmp_path, tiny_idx, stage_env) -> Path:
+    """A project whose data/idx holds the tiny dataset (the download stage already run)."""
+    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    project = make_project(tmp_path / "proj", tiny_params(data=data), code=False)
+    run_stage("download", project, stage_env)
+    return project

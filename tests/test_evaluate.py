@@ -1,0 +1,111 @@
+"""The evaluate stage: metrics agree with a hand-computed confusion matrix; rows are the true class."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_stage
+from PIL import Image
+
+from exigo.data import load_dataset
+from exigo.metrics import classification_metrics, confusion, metric_key, most_confused
+
+
+def test_metrics_agree_with_a_hand_computed_confusion_matrix():
+    # 3 classes. Hand-built: rows = true, columns = predicted.
+    #          pred a  b  c
+    #   true a      3  1  0
+    #   true b      0  2  2
+    #   true c      1  0  1
+    y_true = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    y_pred = np.array([0, 0, 0, 1, 1, 1, 2, 2, 0, 2])
+    cm = confusion(y_true, y_pred, 3)
+    np.testing.assert_array_equal(cm, [[3, 1, 0], [0, 2, 2], [1, 0, 1]])
+    m = classification_metrics(y_true, y_pred, ("a", "b", "c"), n_confused=2)
+    assert m["accuracy"] == pytest.approx(6 / 10)
+    # precision = diagonal / column sum, recall = diagonal / row sum
+    assert m["per_class"]["a"]["precision"] == pytest.approx(3 / 4)
+    assert m["per_class"]["b"]["precision"] == pytest.approx(2 / 3)
+    assert m["per_class"]["c"]["precision"] == pytest.approx(1 / 3)
+    assert m["per_class"]["a"]["recall"] == pytest.approx(3 / 4)
+    assert m["per_class"]["b"]["recall"] == pytest.approx(2 / 4)
+    assert m["per_class"]["c"]["recall"] == pytest.approx(1 / 2)
+    f1_b = 2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2)
+    assert m["per_class"]["b"]["f1"] == pytest.approx(f1_b)
+    assert m["macro"]["recall"] == pytest.approx((3 / 4 + 1 / 2 + 1 / 2) / 3)
+    assert m["weighted"]["recall"] == pytest.approx(0.6)  # weighted recall is accuracy
+    assert m["per_class"]["b"]["support"] == 4
+    # Most confused: b taken for c twice, then (a->b or c->a) once; ties in class order.
+    assert m["confused"]["top1"] == {"true": 1, "predicted": 2, "count": 2}
+    assert m["confused"]["top2"] == {"true": 0, "predicted": 1, "count": 1}
+
+
+def test_most_confused_skips_empty_cells():
+    assert most_confused(np.eye(3, dtype=int) * 5, 3) == []
+
+
+def test_metric_keys_survive_dvc_flattening():
+    assert metric_key("T-shirt/top") == "t_shirt_top" and metric_key("Ankle boot") == "ankle_boot"
+
+
+def test_evaluate_stage_outputs(tiny_project, stage_env):
+    run_stage("train", tiny_project, stage_env)
+    out = run_stage("evaluate", tiny_project, stage_env).stdout
+    assert "test: accuracy" in out
+    metrics = json.loads((tiny_project / "metrics/evaluate.json").read_text())
+    for key in ("loss", "accuracy", "macro", "weighted", "per_class", "confused", "checkpoint"):
+        assert key in metrics
+    assert set(metrics["per_class"]) == {str(d) for d in range(10)}
+
+    # The plot data: one row per test image, `actual` is the true class, in test order.
+    data = load_dataset(tiny_project / "data/idx")
+    with (tiny_project / "plots/evaluate/confusion.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["actual"] for r in rows] == [str(int(y)) for y in data.test.labels]
+    acc = np.mean([r["actual"] == r["predicted"] for r in rows])
+    assert acc == pytest.approx(metrics["accuracy"], abs=1e-6)
+    # The metrics rebuild from the plot data's own confusion matrix (rows = actual).
+    true = np.array([int(r["actual"]) for r in rows])
+    pred = np.array([int(r["predicted"]) for r in rows])
+    cm = confusion(true, pred, 10)
+    recall_0 = cm[0, 0] / cm[0].sum() if cm[0].sum() else 0.0
+    assert metrics["per_class"]["0"]["recall"] == pytest.approx(recall_0, abs=1e-6)
+
+    images = tiny_project / "plots/evaluate/images"
+    for name in ("confusion.png", "confusion_normalized.png", "mistakes.png"):
+        with Image.open(images / name) as img:
+            assert img.width > 150 and img.height > 150
+    assert (
+        torch.load(tiny_project / "models/model.pt", weights_only=True)["epoch"]
+        == metrics["checkpoint"]["epoch"]
+    )
+
+
+def test_confusion_png_puts_true_class_on_rows(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from exigo import plotting
+
+    captured = {}
+    original = plotting.save_figure
+
+    def keep(path, fig, **kw):  # look at the figure before it is written and closed
+        ax = fig.axes[0]
+        captured["ylabel"], captured["xlabel"] = ax.get_ylabel(), ax.get_xlabel()
+        captured["cells"] = {t.get_text() for t in ax.texts}
+        original(path, fig, **kw)
+
+    plotting.save_figure = keep
+    try:
+        cm = np.array([[5, 7], [0, 3]])  # true 0 predicted as 1: seven times
+        plotting.plot_confusion(cm, ("zero", "one"), tmp_path / "cm.png")
+    finally:
+        plotting.save_figure = original
+        plt.close("all")
+    assert captured["ylabel"] == "True class" and captured["xlabel"] == "Predicted class"
+    assert {"5", "7", "0", "3"} <= captured["cells"]
+    assert (tmp_path / "cm.png").stat().st_size > 1000

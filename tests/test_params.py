@@ -1,0 +1,82 @@
+"""Bad params stop a stage with one clear line naming the key and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT, make_project, run_stage, tiny_params
+
+from exigo.errors import ParamsError
+from exigo.params import load_params, parse_params
+
+
+def test_the_shipped_params_are_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.data.name == "mnist" and params.model.name == "cnn"
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"train": {"lr": -1}}, "train.lr: input should be greater than 0 (got -1)"),
+        (
+            {"train": {"optimizer": "adagrad"}},
+            "train.optimizer: input should be 'adamw', 'adam' or 'sgd'",
+        ),
+        ({"train": {"epochs": "many"}}, "train.epochs: input should be a valid integer"),
+        ({"train": {"lrr": 0.1}}, "train.lrr: unknown key; section 'train' allows: device, epochs"),
+        (
+            {"trian": {}},
+            "trian: unknown key; params.yaml allows: base, data, model, train, evaluate",
+        ),
+        (
+            {"data": {"name": "cifar10"}},
+            "data.name: input should be 'mnist', 'fashion-mnist', 'kmnist', 'mnist-sample' or 'idx'",
+        ),
+        ({"data": {"name": "idx"}}, "name: idx needs source"),
+        ({"data": {"val_size": 1.5}}, "val_size: a fraction below 1 or a whole count"),
+        ({"data": {"classes": ["a", "b"]}}, "classes and sha256 apply to name: idx only"),
+        ({"model": {"channels": [8]}}, "model.channels: expected more values (got 1)"),
+        ({"model": {"dropout": 1.0}}, "model.dropout: input should be less than 1"),
+        (
+            {"train": {"device": "tpu"}},
+            "train.device: input should be 'auto', 'cpu', 'cuda' or 'mps'",
+        ),
+        ({"base": {"seed": -3}}, "base.seed: input should be greater than or equal to 0"),
+    ],
+)
+def test_bad_value_names_key_and_allowed_values(raw, expected):
+    with pytest.raises(ParamsError) as err:
+        parse_params(raw)
+    assert expected in str(err.value)
+
+
+def test_scientific_notation_is_a_number():
+    assert parse_params({"train": {"lr": "1e-3"}}).train.lr == pytest.approx(1e-3)
+
+
+def test_not_a_mapping(tmp_path):
+    (tmp_path / "params.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(ParamsError, match="expected a mapping"):
+        load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("stage", ["download", "train", "evaluate"])
+def test_stage_exits_with_one_line_and_writes_nothing(tmp_path, stage_env, stage):
+    params = tiny_params(train={"optimizer": "adagrad"})
+    project = make_project(tmp_path / "proj", params, code=False)
+    result = run_stage(stage, project, stage_env, check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: params.yaml: train.optimizer: input should be 'adamw', 'adam' or 'sgd' (got 'adagrad')"
+    ]
+    assert sorted(p.name for p in project.iterdir()) == ["params.yaml"]
+
+
+def test_bad_yaml_is_a_clear_error(tmp_path, stage_env):
+    project = make_project(tmp_path / "proj", {}, code=False)
+    (project / "params.yaml").write_text("train: {lr: [unclosed\n")
+    result = run_stage("train", project, stage_env, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: params.yaml: not valid YAML")
+    assert (project / "params.yaml").read_text() == "train: {lr: [unclosed\n"

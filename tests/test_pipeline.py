@@ -139,3 +139,14 @@ def test_restored_from_run_cache_still_logs_one_complete_run(repo):
     assert last.data.params == first.data.params
     assert last.data.metrics == first.data.metrics
     assert history(project, last.info.run_id, "train_loss") == [1, 2]
+
+
+@pytest.mark.slow
+def test_temp_experiment_logs_to_the_project_database(repo):
+    """`dvc exp run --temp` runs in a copy under .dvc/tmp/exps: its run must land in <repo>/mlflow.db."""
+    project, env = repo
+    dvc("exp", "run", "--temp", "-S", "train.epochs=1", "--name", "in-temp", cwd=project, env=env)
+    runs = mlflow_runs(project)
+    assert [r.data.tags.get("dvc.exp_name") for r in runs] == ["in-temp"]
+    assert runs[0].data.params["train.epochs"] == "1"
+    assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))

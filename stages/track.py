@@ -12,14 +12,19 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from exigo.errors import run_stage
+from exigo.errors import ExigoError, run_stage
 from exigo.params import flatten, load_params
 from exigo.tracking import log_run, numeric_leaves, project_root, read_history, tracking_uri
 
-METRICS = {"train": Path("metrics/train.json"), "evaluate": Path("metrics/evaluate.json")}
+METRICS = {
+    "train": Path("metrics/train.json"),
+    "evaluate": Path("metrics/evaluate.json"),
+    "embed": Path("metrics/embed.json"),
+}
 ARTIFACTS = {
     "plots/train": Path("plots/train"),
     "plots/evaluate": Path("plots/evaluate"),
+    "plots/embed": Path("plots/embed"),
     "metrics": Path("metrics"),
     "checkpoint": Path("models/model.pt"),
 }
@@ -28,6 +33,11 @@ ARTIFACTS = {
 def main() -> None:
     load_params()  # validated like every stage; the raw file is what gets logged
     params = flatten(yaml.safe_load(Path("params.yaml").read_text()))
+    missing = [str(p) for p in [*METRICS.values(), Path("models/model.pt")] if not p.exists()]
+    if missing:
+        raise ExigoError(
+            f"nothing to log yet: {', '.join(missing)} missing; run the pipeline (dvc repro)"
+        )
     metrics: dict[str, float] = {}
     for stage, path in METRICS.items():
         metrics.update(numeric_leaves(flatten(json.loads(path.read_text()), f"{stage}.")))

@@ -51,6 +51,7 @@ def repo(tmp_path, tiny_idx, mirror, stage_env):
     sh(["git", "config", "user.name", "test"], project, env)
     dvc("init", "-q", cwd=project, env=env)
     shutil.copy(ROOT / ".dvc" / "config", project / ".dvc" / "config")
+    shutil.copytree(ROOT / ".dvc" / "plots", project / ".dvc" / "plots")  # our plot templates
     sh(["git", "add", "-A"], project, env)
     sh(["git", "commit", "-qm", "project"], project, env)
     return project, env
@@ -59,7 +60,7 @@ def repo(tmp_path, tiny_idx, mirror, stage_env):
 def test_repro_experiments_diffs_and_mlflow(repo):
     project, env = repo
     out = dvc("repro", cwd=project, env=env).stdout
-    for stage in ("download", "train", "evaluate", "track"):
+    for stage in ("download", "train", "evaluate", "embed", "track"):
         assert f"Running stage '{stage}'" in out
     for path in (
         "data/idx/train.pt",
@@ -70,13 +71,18 @@ def test_repro_experiments_diffs_and_mlflow(repo):
         "plots/train/history.csv",
         "plots/evaluate/confusion.csv",
         "plots/evaluate/images/confusion.png",
+        "metrics/embed.json",
+        "plots/embed/embedding.csv",
+        "plots/embed/images/embedding.png",
+        "logs/projector_config.pbtxt",
     ):
         assert (project / path).exists(), path
     runs = mlflow_runs(project)
     assert len(runs) == 1
     run = runs[0]
     assert run.data.params["train.lr"] == "0.01" and run.data.params["data.name"] == "idx"
-    assert "evaluate.accuracy" in run.data.metrics and "train.best_epoch" in run.data.metrics
+    for key in ("evaluate.accuracy", "train.best_epoch", "embed.learned.knn_acc_2d"):
+        assert key in run.data.metrics, key
     assert history(project, run.info.run_id) == [1, 2]
     head = sh(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
     assert run.data.tags["mlflow.source.git.commit"] == head
@@ -113,12 +119,16 @@ def test_repro_experiments_diffs_and_mlflow(repo):
     )["data"]
     confusion_csv = "plots/evaluate/confusion.csv"
     assert {confusion_csv, "confusion_normalized", "loss", "accuracy"} <= set(plots)
-    for name in (confusion_csv, "confusion_normalized", "loss"):
+    embedding_csv = "plots/embed/embedding.csv"
+    for name in (confusion_csv, "confusion_normalized", "loss", embedding_csv):
         (entry,) = plots[name]
         assert entry["revisions"] == ["HEAD", "lr-high"]
         assert {row["rev"] for row in entry["content"]["data"]["values"]} == {"HEAD", "lr-high"}
     confusion = plots[confusion_csv][0]["content"]
     assert confusion["facet"]["column"]["field"] == "rev"  # one matrix per experiment
+    embedding = plots[embedding_csv][0]["content"]  # our template: colour = class, one map per rev
+    assert embedding["spec"]["encoding"]["color"]["field"] == "class"
+    assert embedding["facet"]["column"]["field"] == "rev"
     images = plots["plots/evaluate/images/confusion.png"]
     assert sorted(rev for e in images for rev in e["revisions"]) == ["HEAD", "lr-high"]
 

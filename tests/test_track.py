@@ -27,7 +27,7 @@ def test_store_is_anchored_on_dvc_root(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tracked(tiny_project, stage_env, monkeypatch):
-    for stage in ("train", "evaluate", "track"):
+    for stage in ("train", "evaluate", "embed", "track"):
         out = run_stage(stage, tiny_project, stage_env).stdout
     assert "MLflow: logged run" in out
     import mlflow
@@ -44,15 +44,19 @@ def test_run_holds_params_metrics_curves_artifacts_and_model(tracked):
     assert run.data.params["train.epochs"] == "2" and run.data.params["data.source"]
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
     assert run.data.metrics["evaluate.accuracy"] == pytest.approx(metrics["accuracy"])
-    assert run.data.metrics["evaluate.per_class.3.f1"] == pytest.approx(metrics["per_class"]["3"]["f1"])
+    assert run.data.metrics["evaluate.per_class.3.f1"] == pytest.approx(
+        metrics["per_class"]["3"]["f1"]
+    )
     steps = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_acc")]
     history = (project / "plots/train/history.csv").read_text().splitlines()[1:]
     assert steps == [(int(r.split(",")[0]), float(r.split(",")[4])) for r in history]
+
     def listing(path=None):
         return {a.path for a in client.list_artifacts(run.info.run_id, path)}
 
     assert {"checkpoint", "metrics", "plots"} <= listing()
-    assert listing("plots") == {"plots/train", "plots/evaluate"}
+    assert listing("plots") == {"plots/train", "plots/evaluate", "plots/embed"}
+    assert run.data.metrics["embed.learned.knn_acc_2d"] > 0
     assert "plots/evaluate/images/confusion.png" in listing("plots/evaluate/images")
 
     import mlflow

@@ -77,12 +77,23 @@ class EvaluateParams(_Section):
     n_confused: int = Field(5, ge=1, le=90)
 
 
+class EmbedParams(_Section):
+    n_points: int | None = Field(None, ge=20)
+    method: Literal["tsne", "pca"] = "tsne"
+    perplexity: float = Field(30.0, ge=2, le=100)
+    pca_dims: int = Field(50, ge=2)
+    neighbors: int = Field(10, ge=1, le=100)
+    folds: int = Field(5, ge=2, le=20)
+    batch_size: int = Field(1000, ge=1)
+
+
 class Params(_Section):
     base: BaseParams = BaseParams()
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    embed: EmbedParams = EmbedParams()
 
 
 def _describe(err: dict[str, Any], raw: dict[str, Any]) -> str:

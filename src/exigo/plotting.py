@@ -64,3 +64,48 @@ def plot_mistakes(
     fig.suptitle("Most confident mistakes (true → predicted, confidence)", fontsize=10)
     fig.tight_layout()
     save_figure(path, fig, dpi=110)
+
+
+def plot_embeddings(
+    maps: dict[str, np.ndarray],  # title -> (N, 2)
+    labels: np.ndarray,
+    classes: tuple[str, ...],
+    path: Path,
+    subtitles: dict[str, str] | None = None,
+) -> None:
+    """Side-by-side 2-D maps coloured by true class, one shared legend."""
+    n = len(maps)
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 5.4), squeeze=False)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for ax, (title, xy) in zip(axes[0], maps.items(), strict=True):
+        for c, name in enumerate(classes):
+            pts = xy[labels == c]
+            ax.scatter(
+                pts[:, 0],
+                pts[:, 1],
+                s=3,
+                alpha=0.7,
+                color=cmap(c % cmap.N),
+                label=name,
+                rasterized=True,
+                linewidths=0,
+            )
+        ax.set_title(
+            title + (f"\n{subtitles[title]}" if subtitles and title in subtitles else ""),
+            fontsize=10,
+        )
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        names,
+        loc="lower center",
+        ncol=min(len(classes), 10),
+        markerscale=4,
+        title="true class",
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    save_figure(path, fig, dpi=110)

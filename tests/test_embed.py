@@ -1,0 +1,184 @@
+"""The embed stage: TensorBoard's projector serves our points; the quality numbers mean something."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_project, run_stage, tiny_params
+from PIL import Image
+
+from exigo.data import load_dataset
+from exigo.embedding import extract_features, pick_points, project, quality
+from exigo.models import load_checkpoint
+
+
+@pytest.fixture
+def embedded(tiny_project, stage_env):
+    for stage in ("train", "embed"):
+        run_stage(stage, tiny_project, stage_env)
+    return tiny_project
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return resp.read()
+
+
+@pytest.fixture
+def tensorboard(embedded):
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(embedded / "logs"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            try:
+                if json.loads(get(f"{base}/data/plugin/projector/runs")):
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"tensorboard did not come up: {proc.stderr.read() if proc.poll() is not None else 'timeout'}"
+                )
+            time.sleep(0.5)
+        yield base, embedded
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_tensorboard_projector_serves_our_points(tensorboard):
+    base, project = tensorboard
+    projector = f"{base}/data/plugin/projector"
+    (run,) = json.loads(get(f"{projector}/runs"))
+    info = json.loads(get(f"{projector}/info?run={run}"))
+    names = {e["tensorName"]: e for e in info["embeddings"]}
+    assert set(names) == {"learned:00000", "untrained:00000"}
+
+    # The tensor it serves is our model's penultimate features of the test images.
+    data = load_dataset(project / "data/idx")
+    model, _ = load_checkpoint(project / "models/model.pt")
+    feats, pred = extract_features(model, data.test, 64, torch.device("cpu"))
+    learned = names["learned:00000"]
+    assert learned["tensorShape"] == list(feats.shape)
+    served = np.frombuffer(
+        get(f"{projector}/tensor?run={run}&name=learned:00000"), dtype=np.float32
+    )
+    np.testing.assert_allclose(served.reshape(feats.shape), feats, rtol=1e-4, atol=1e-5)
+
+    rows = get(f"{projector}/metadata?run={run}&name=learned:00000").decode().splitlines()
+    assert rows[0].split("\t") == ["label", "class", "predicted", "correct"]
+    first = rows[1].split("\t")
+    assert first[0] == str(int(data.test.labels[0])) and first[2] == str(int(pred[0]))
+    assert len(rows) == len(data.test) + 1
+
+    sprite = get(f"{projector}/sprite_image?run={run}&name=learned:00000")
+    with Image.open(__import__("io").BytesIO(sprite)) as img:
+        side = int(np.ceil(np.sqrt(len(data.test)))) * 28
+        assert img.size == (side, side)
+        # Un-normalised thumbnails: the first image's pixels, scaled to 0..255.
+        top_left = np.asarray(img.convert("L"))[:28, :28].astype(int)
+        assert np.abs(top_left - data.test.images[0].numpy().astype(int)).max() <= 1
+
+    tags = json.loads(get(f"{base}/data/plugin/scalars/tags"))
+    assert {"loss/train", "loss/val", "acc/train", "acc/val"} <= set(tags[run])
+
+
+def test_stage_outputs_and_determinism(embedded, stage_env):
+    project = embedded
+    n = len(load_dataset(project / "data/idx").test)
+    with (project / "plots/embed/embedding.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == n and set(rows[0]) == {"x", "y", "class", "predicted", "correct"}
+    metrics = json.loads((project / "metrics/embed.json").read_text())
+    assert set(metrics) == {"learned", "untrained", "pixels"}
+    for values in metrics.values():
+        assert set(values) == {
+            "trustworthiness",
+            "knn_acc_2d",
+            "knn_acc_full",
+            "silhouette_2d",
+            "silhouette_full",
+        }
+        assert 0 <= values["trustworthiness"] <= 1 and 0 <= values["knn_acc_2d"] <= 1
+    with Image.open(project / "plots/embed/images/embedding.png") as img:
+        assert img.width > 2 * img.height  # three maps side by side
+    before = {
+        p: (project / p).read_bytes() for p in ("metrics/embed.json", "plots/embed/embedding.csv")
+    }
+    run_stage("embed", project, stage_env)
+    assert before == {p: (project / p).read_bytes() for p in before}
+
+
+def clusters(n: int = 600, dims: int = 32, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 6
+    centers = rng.normal(0, 10, size=(6, dims))
+    return (centers[labels] + rng.normal(0, 1, size=(n, dims))).astype(np.float32), labels
+
+
+@pytest.mark.parametrize("method", ["tsne", "pca"])
+def test_separated_clusters_score_high(method):
+    x, labels = clusters()
+    low = project(x, method, seed=0, perplexity=30, pca_dims=20)
+    assert low.shape == (len(x), 2)
+    q = quality(x, low, labels, k=10, folds=5, seed=0)
+    assert q["knn_acc_2d"] > 0.95 and q["knn_acc_full"] > 0.95 and q["trustworthiness"] > 0.85
+    assert q["silhouette_full"] > 0.5
+
+
+def test_random_labels_score_near_chance():
+    x, _ = clusters()
+    labels = np.random.default_rng(1).integers(0, 6, len(x))
+    low = project(x, "pca", seed=0)
+    q = quality(x, low, labels, k=10, folds=5, seed=0)
+    assert abs(q["knn_acc_full"] - 1 / 6) < 0.07 and abs(q["knn_acc_2d"] - 1 / 6) < 0.07
+    assert abs(q["silhouette_full"]) < 0.1
+
+
+def test_projection_is_deterministic_for_a_seed():
+    x, _ = clusters(300)
+    np.testing.assert_array_equal(project(x, "tsne", seed=3), project(x, "tsne", seed=3))
+    assert not np.array_equal(project(x, "tsne", seed=3), project(x, "tsne", seed=4))
+
+
+def test_pick_points_is_stratified_and_seeded():
+    labels = np.repeat(np.arange(10), 50)
+    idx = pick_points(labels, 100, seed=0)
+    assert len(idx) == 100 and np.bincount(labels[idx]).tolist() == [10] * 10
+    assert np.array_equal(idx, pick_points(labels, 100, seed=0))
+    assert len(pick_points(labels, None, seed=0)) == 500
+
+
+def test_bad_embed_params_give_the_clear_error(tmp_path, stage_env):
+    project = make_project(tmp_path / "proj", tiny_params(embed={"method": "umap"}), code=False)
+    result = run_stage("embed", project, stage_env, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "embed.method: input should be 'tsne' or 'pca' (got 'umap')" in result.stderr

@@ -57,7 +57,8 @@ def main() -> None:
     plot_confusion(cm, classes, PLOTS / "images" / "confusion.png")
     plot_confusion(cm, classes, PLOTS / "images" / "confusion_normalized.png", normalize=True)
     wrong = torch.nonzero(pred != data.test.labels).flatten()
-    worst = wrong[confidence[wrong].argsort(descending=True, stable=True)][: cfg.n_mistakes]
+    order = confidence[wrong].argsort(descending=True, stable=True)
+    worst = wrong[order][: cfg.n_mistakes].numpy()  # a numpy index: a single mistake stays 1-d
     plot_mistakes(
         data.test.images[worst].numpy(),
         y_true[worst],

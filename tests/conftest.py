@@ -165,17 +165,21 @@ def make_project(dest: Path, params: dict, code: bool = True) -> Path:
     return dest
 
 
-@pytest.fixture
-def stage_env(tmp_path, monkeypatch) -> dict:
+def make_env(tmp: Path) -> dict:
     """Environment for stage subprocesses: a private download cache and MLflow store."""
     import os
 
     env = dict(os.environ)
-    env["EXIGO_CACHE_DIR"] = str(tmp_path / "exigo-cache")
+    env["EXIGO_CACHE_DIR"] = str(tmp / "exigo-cache")
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("DVC_ROOT", None)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "src")])  # stages/ and exigo
     return env
+
+
+@pytest.fixture
+def stage_env(tmp_path) -> dict:
+    return make_env(tmp_path)
 
 
 def run_stage(
@@ -202,3 +206,54 @@ def tiny_project(tmp_path, tiny_idx, stage_env) -> Path:
     project = make_project(tmp_path / "proj", tiny_params(data=data), code=False)
     run_stage("download", project, stage_env)
     return project
+
+
+def sh(args, cwd, env, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check:
+        assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def dvc(*args, cwd, env, check=True) -> subprocess.CompletedProcess:
+    return sh([shutil.which("dvc"), *args], cwd, env, check)
+
+
+def mlflow_runs(project) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiments = client.search_experiments()
+    assert [e.name for e in experiments if e.name != "Default"] == [project.name]
+    return client.search_runs(
+        [e.experiment_id for e in experiments], order_by=["attributes.start_time ASC"]
+    )
+
+
+def history(project, run_id, key="val_acc") -> list[int]:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    return [m.step for m in client.get_metric_history(run_id, key)]
+
+
+def init_repo(project: Path, env: dict) -> Path:
+    """git init + dvc init with the project's DVC config and plot templates, committed."""
+    sh(["git", "init", "-q", "-b", "main"], project, env)
+    sh(["git", "config", "user.email", "test@example.com"], project, env)
+    sh(["git", "config", "user.name", "test"], project, env)
+    dvc("init", "-q", cwd=project, env=env)
+    shutil.copy(ROOT / ".dvc" / "config", project / ".dvc" / "config")
+    shutil.copytree(ROOT / ".dvc" / "plots", project / ".dvc" / "plots")  # our plot templates
+    sh(["git", "add", "-A"], project, env)
+    sh(["git", "commit", "-qm", "project"], project, env)
+    return project
+
+
+@pytest.fixture
+def repo(tmp_path, tiny_idx, mirror, stage_env):
+    """A fresh git + DVC repo holding the project, its data served by a mirror on 127.0.0.1."""
+    url = mirror.add("mnist", read_files(tiny_idx.folder))
+    data = {"name": "idx", "source": url, "sha256": tiny_idx.payload_sha256}
+    project = make_project(tmp_path / "exigo-e2e", tiny_params(data=data))
+    return init_repo(project, stage_env), stage_env

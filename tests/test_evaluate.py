@@ -109,3 +109,18 @@ def test_confusion_png_puts_true_class_on_rows(tmp_path):
     assert captured["ylabel"] == "True class" and captured["xlabel"] == "Predicted class"
     assert {"5", "7", "0", "3"} <= captured["cells"]
     assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def test_mistakes_gallery_with_one_or_no_mistake(tmp_path):
+    from exigo import plotting
+
+    images = np.zeros((1, 28, 28), np.uint8)
+    one = np.array([3])
+    plotting.plot_mistakes(
+        images, one, one + 1, np.array([0.9]), tuple("0123456789"), tmp_path / "one.png"
+    )
+    empty = np.zeros(0, int)
+    plotting.plot_mistakes(
+        images[:0], empty, empty, empty.astype(float), tuple("0123456789"), tmp_path / "none.png"
+    )
+    assert (tmp_path / "one.png").exists() and (tmp_path / "none.png").exists()

@@ -3,58 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import pytest
-from conftest import ROOT, make_project, read_files, tiny_params
-
-
-def sh(args, cwd, env, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if check:
-        assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def dvc(*args, cwd, env, check=True) -> subprocess.CompletedProcess:
-    return sh([shutil.which("dvc"), *args], cwd, env, check)
-
-
-def mlflow_runs(project) -> list:
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    experiments = client.search_experiments()
-    assert [e.name for e in experiments if e.name != "Default"] == [project.name]
-    return client.search_runs(
-        [e.experiment_id for e in experiments], order_by=["attributes.start_time ASC"]
-    )
-
-
-def history(project, run_id, key="val_acc") -> list[int]:
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    return [m.step for m in client.get_metric_history(run_id, key)]
-
-
-@pytest.fixture
-def repo(tmp_path, tiny_idx, mirror, stage_env):
-    """A fresh git + DVC repo holding the project, its data served by a mirror on 127.0.0.1."""
-    url = mirror.add("mnist", read_files(tiny_idx.folder))
-    data = {"name": "idx", "source": url, "sha256": tiny_idx.payload_sha256}
-    project = make_project(tmp_path / "exigo-e2e", tiny_params(data=data))
-    env = stage_env
-    sh(["git", "init", "-q", "-b", "main"], project, env)
-    sh(["git", "config", "user.email", "test@example.com"], project, env)
-    sh(["git", "config", "user.name", "test"], project, env)
-    dvc("init", "-q", cwd=project, env=env)
-    shutil.copy(ROOT / ".dvc" / "config", project / ".dvc" / "config")
-    shutil.copytree(ROOT / ".dvc" / "plots", project / ".dvc" / "plots")  # our plot templates
-    sh(["git", "add", "-A"], project, env)
-    sh(["git", "commit", "-qm", "project"], project, env)
-    return project, env
+from conftest import dvc, history, mlflow_runs, sh
 
 
 def test_repro_experiments_diffs_and_mlflow(repo):

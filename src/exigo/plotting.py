@@ -52,7 +52,9 @@ def plot_mistakes(
     k = len(images)
     cols = min(8, max(k, 1))
     rows = max(1, -(-k // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(max(1.6 * cols, 6.0), 1.9 * rows + 0.4), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     for i in range(k):

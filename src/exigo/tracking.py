@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 EXP_TMP_PARTS = (".dvc", "tmp", "exps")
+KIND_TAG = "mlflow.experimentKind"
 
 
 def project_root() -> Path:
@@ -75,6 +76,18 @@ def run_tags(cwd: Path) -> dict[str, str]:
     return tags
 
 
+def store_lock(uri: str):
+    """A file lock beside a local SQLite store: parallel `dvc queue start -j N` workers log one at
+    a time instead of failing with "database is locked" (or racing to create the tables)."""
+    import contextlib
+
+    from filelock import FileLock
+
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    return FileLock(uri.removeprefix("sqlite:///") + ".lock", timeout=600)
+
+
 def log_run(
     params: dict[str, Any],
     metrics: dict[str, float],
@@ -86,15 +99,33 @@ def log_run(
     cwd: Path | None = None,
 ) -> str:
     """Log one complete run; returns its run id."""
+    root = root or project_root()
+    cwd = cwd or Path.cwd()
+    uri = tracking_uri(root)
+    with store_lock(uri):
+        return _log_run(uri, root, cwd, params, metrics, history, artifacts, model, input_example)
+
+
+def _log_run(
+    uri: str,
+    root: Path,
+    cwd: Path,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    history: list[dict[str, float]],
+    artifacts: dict[str, Path],
+    model: Any | None,
+    input_example: Any | None,
+) -> str:
     import mlflow
     from mlflow.entities import Metric
 
-    root = root or project_root()
-    cwd = cwd or Path.cwd()
-    mlflow.set_tracking_uri(tracking_uri(root))
-    mlflow.set_experiment(experiment_name(root))
-    tags = run_tags(cwd)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.set_experiment(experiment_name(root))
     client = mlflow.MlflowClient()
+    if KIND_TAG not in experiment.tags:  # `mlflow ui` opens on training runs, not GenAI traces
+        client.set_experiment_tag(experiment.experiment_id, KIND_TAG, "custom_model_development")
+    tags = run_tags(cwd)
     with mlflow.start_run(run_name=tags.get("dvc.exp_name"), tags=tags) as run:
         run_id = run.info.run_id
         now = int(run.info.start_time)

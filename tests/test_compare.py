@@ -1,0 +1,278 @@
+"""Comparing experiments: the report, offline `dvc plots diff`, queued sweeps, and the web UIs
+(DVC's plots page, `mlflow ui`, TensorBoard's projector) checked in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, dvc, init_repo, make_env, make_project, mlflow_runs, sh, tiny_params
+from PIL import Image
+
+DEEP_TEXT = """(() => {
+  const out = [];
+  const walk = (node) => {
+    if (node.shadowRoot) walk(node.shadowRoot);
+    for (const child of node.childNodes) {
+      if (child.nodeType === 3) out.push(child.textContent);
+      else walk(child);
+    }
+  };
+  walk(document.body);
+  return out.join(" ");
+})"""
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"  # git-ignored; CI keeps them as artifacts
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory, tiny_idx):
+    """A repo with a committed baseline and one experiment `lr-high`."""
+    tmp = tmp_path_factory.mktemp("compare")
+    env = make_env(tmp)
+    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    project = init_repo(make_project(tmp / "exigo-cmp", tiny_params(data=data)), env)
+    dvc("repro", cwd=project, env=env)
+    sh(["git", "add", "dvc.lock", "metrics", "plots"], project, env)
+    sh(["git", "commit", "-qm", "baseline"], project, env)
+    dvc("exp", "run", "-S", "train.lr=0.02", "--name", "lr-high", cwd=project, env=env)
+    return project, env
+
+
+@pytest.mark.slow
+def test_report_holds_both_revisions(experiments):
+    project, env = experiments
+    out = sh(
+        [shutil.which("exigo"), "compare", "HEAD", "lr-high", "-o", "report"], project, env
+    ).stdout
+    assert "HEAD vs lr-high" in out
+    report = project / "report"
+    md = (report / "report.md").read_text()
+    head = json.loads(dvc("metrics", "show", "--json", "-a", cwd=project, env=env).stdout or "{}")
+    assert "train.lr" in md and "0.01" in md and "0.02" in md  # the params diff
+    assert "accuracy" in md and "knn_acc_2d" in md and "HEAD" in md and "lr-high" in md
+    for chart in ("loss", "accuracy", "confusion_normalized"):
+        with Image.open(report / "plots" / f"{chart}.png") as img:
+            assert img.width > 200 and img.height > 100
+    for rev in ("HEAD", "lr-high"):
+        for image in ("confusion.png", "embedding.png", "mistakes.png"):
+            assert list((report / "images" / rev).glob(f"*{image}")), (rev, image)
+    html = (report / "report.html").read_text()
+    assert html.count("<img") >= 3 + 2 * 4 and "lr-high" in html
+    assert head  # metrics exist for the revisions compared
+
+
+def _browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("EXIGO_REQUIRE_BROWSER"):
+            pytest.fail(f"no Chromium at {CHROMIUM}; .ci/run installs Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    return sync_playwright()
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(
+    cmd: list[str], url: str, cwd: Path, env: dict, timeout: float = 120
+) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f"{' '.join(cmd[:3])} did not answer {url}")
+
+
+@pytest.mark.slow
+def test_dvc_plots_diff_renders_offline_in_chromium(experiments):
+    project, env = experiments
+    dvc("plots", "diff", "HEAD", "lr-high", "-o", "plots_page", cwd=project, env=env)
+    page_html = (project / "plots_page" / "index.html").read_text()
+    assert "cdn.jsdelivr" not in page_html and "<script src=" not in page_html  # nothing remote
+    expected = page_html.count("vegaEmbed(")
+    assert expected >= 5
+    with _browser() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.route(
+            "**/*",
+            lambda route: (
+                route.abort() if not route.request.url.startswith("file:") else route.continue_()
+            ),
+        )
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((project / "plots_page" / "index.html").as_uri())
+        charts = ".vega-embed canvas, .vega-embed svg.marks"
+        page.wait_for_function(
+            f"document.querySelectorAll('{charts}').length >= {expected}", timeout=60_000
+        )
+        sizes = page.eval_on_selector_all(
+            charts, "els => els.map(e => e.getBoundingClientRect().width)"
+        )
+        _shot(page, "dvc-plots-diff")
+        browser.close()
+    assert not errors, errors
+    assert len(sizes) >= expected and min(sizes) > 50
+
+
+@pytest.mark.slow
+def test_mlflow_ui_lists_runs_and_shows_a_run(experiments):
+    project, env = experiments
+    (run, exp_run) = mlflow_runs(project)[-2:]
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        f"sqlite:///{project / 'mlflow.db'}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    proc = _serve(cmd, f"{base}/health", project, env)
+    try:
+        with _browser() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/#/experiments/{exp_run.info.experiment_id}/runs")
+            page.get_by_text("lr-high").first.wait_for(timeout=60_000)
+            page.get_by_text(run.info.run_name).first.wait_for(timeout=60_000)
+            _shot(page, "mlflow-runs")
+            page.goto(
+                f"{base}/#/experiments/{exp_run.info.experiment_id}/runs/{exp_run.info.run_id}"
+            )
+            page.get_by_text("train.lr").first.wait_for(timeout=60_000)
+            body = page.inner_text("body")
+            _shot(page, "mlflow-run")
+            page.goto(
+                f"{base}/#/experiments/{exp_run.info.experiment_id}/runs/{exp_run.info.run_id}/artifacts"
+            )
+            page.get_by_text("checkpoint").first.wait_for(timeout=60_000)
+            artifacts = page.inner_text("body")
+            _shot(page, "mlflow-artifacts")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "train.lr" in body and "0.02" in body and "evaluate.accuracy" in body
+    assert "plots" in artifacts and "metrics" in artifacts
+    assert run.info.run_id != exp_run.info.run_id
+
+
+@pytest.mark.slow
+def test_tensorboard_projector_in_chromium(experiments):
+    project, env = experiments
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        "logs",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    base = f"http://127.0.0.1:{port}"
+    proc = _serve(cmd, f"{base}/data/plugin/projector/runs", project, env)
+    try:
+        with _browser() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/#projector")
+            # The projector is a Polymer app in an iframe: read the text of every frame's shadow DOM.
+            deadline, text = time.monotonic() + 90, ""
+            try:
+                while "Points: 100" not in text and time.monotonic() < deadline:
+                    page.wait_for_timeout(1000)
+                    text = " ".join(
+                        " ".join(f.evaluate(DEEP_TEXT + "()").split()) for f in page.frames
+                    )
+            finally:
+                _shot(page, "tensorboard-projector")
+            page.wait_for_timeout(2000)  # let the scatter draw
+            _shot(page, "tensorboard-projector")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert (
+        "2 tensors found" in text
+        and "learned:00000" in text
+        or "00000/learned/metadata.tsv" in text
+    )
+    assert "Dimension: 16" in text  # the tiny model's penultimate width
+
+
+@pytest.mark.slow
+def test_queued_sweep_gives_one_run_per_experiment(tmp_path, tiny_idx):
+    env = make_env(tmp_path)
+    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    project = init_repo(make_project(tmp_path / "exigo-sweep", tiny_params(data=data)), env)
+    lrs = ["0.003", "0.01", "0.02", "0.05"]
+    for lr in lrs:
+        dvc("exp", "run", "--queue", "-S", f"train.lr={lr}", cwd=project, env=env)
+    dvc("queue", "start", "-j", "2", cwd=project, env=env)
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = dvc("queue", "status", cwd=project, env=env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    dvc("queue", "stop", "--kill", cwd=project, env=env, check=False)
+    assert "Failed" not in status, (
+        status + dvc("queue", "logs", "--help", cwd=project, env=env).stdout
+    )
+    shown = json.loads(dvc("exp", "show", "--json", cwd=project, env=env).stdout)
+    exps = [e for base in shown for e in (base.get("experiments") or [])]
+    assert len(exps) == len(lrs)
+    runs = mlflow_runs(project)
+    assert len(runs) == len(lrs), [r.data.tags.get("dvc.exp_name") for r in runs]
+    assert sorted(r.data.params["train.lr"] for r in runs) == sorted(lrs)
+    assert sorted(r.data.tags["dvc.exp_name"] for r in runs) == sorted(e["name"] for e in exps)
+    assert not list(project.glob(".dvc/tmp/**/mlflow.db"))

@@ -16,10 +16,15 @@ from exigo.errors import run_stage
 from exigo.params import flatten, load_params
 from exigo.tracking import log_run, numeric_leaves, project_root, read_history, tracking_uri
 
-METRICS = {"train": Path("metrics/train.json"), "evaluate": Path("metrics/evaluate.json")}
+METRICS = {
+    "train": Path("metrics/train.json"),
+    "evaluate": Path("metrics/evaluate.json"),
+    "saliency": Path("metrics/saliency.json"),
+}
 ARTIFACTS = {
     "plots/train": Path("plots/train"),
     "plots/evaluate": Path("plots/evaluate"),
+    "plots/saliency": Path("plots/saliency"),
     "metrics": Path("metrics"),
     "checkpoint": Path("models/model.pt"),
 }

@@ -44,10 +44,13 @@ def test_run_holds_params_metrics_curves_artifacts_and_model(tracked):
     assert run.data.params["train.epochs"] == "2" and run.data.params["data.source"]
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
     assert run.data.metrics["evaluate.accuracy"] == pytest.approx(metrics["accuracy"])
-    assert run.data.metrics["evaluate.per_class.3.f1"] == pytest.approx(metrics["per_class"]["3"]["f1"])
+    assert run.data.metrics["evaluate.per_class.3.f1"] == pytest.approx(
+        metrics["per_class"]["3"]["f1"]
+    )
     steps = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_acc")]
     history = (project / "plots/train/history.csv").read_text().splitlines()[1:]
     assert steps == [(int(r.split(",")[0]), float(r.split(",")[4])) for r in history]
+
     def listing(path=None):
         return {a.path for a in client.list_artifacts(run.info.run_id, path)}
 

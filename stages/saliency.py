@@ -102,7 +102,7 @@ def main() -> None:
                 for t, p in zip(found.true, found.predicted, strict=True)
             ],
             IMAGES / "confused_pairs.png",
-            "Most-confused pairs: maps for the true and for the predicted class",
+            "Most-confused pairs: maps for\nthe true and the predicted class",
         )
 
     write_csv(PLOTS / "deletion.csv", *curve_table(result.deletion, cfg.deletion_steps))

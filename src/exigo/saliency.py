@@ -426,11 +426,13 @@ def confused_pair_maps(
     )
 
 
-def curve_table(curves: dict[str, np.ndarray], steps: int) -> tuple[list[str], list[list[float]]]:
-    """Mean curves as a wide table for DVC: header [fraction, method, ...], one row per step."""
-    header = ["fraction", *curves]
+def curve_table(curves: dict[str, np.ndarray], steps: int) -> tuple[list[str], list[list]]:
+    """Mean curves as a wide table for DVC: [fraction, every method, random], one row per step.
+    A method that was not run keeps its column, empty: dvc.yaml's plots name every column, and
+    DVC draws nothing at all for a plot with a missing column."""
+    names = [*METHODS, RANDOM]
     rows = [
-        [round(float(f), 6), *(round(float(c[i]), 6) for c in curves.values())]
+        [round(float(f), 6), *(round(float(curves[m][i]), 6) if m in curves else "" for m in names)]
         for i, f in enumerate(fractions(steps))
     ]
-    return header, rows
+    return ["fraction", *names], rows

@@ -23,6 +23,7 @@ MARGIN_H = 0.9  # titles
 DPI = 100
 GAP = 3  # blank pixels between two maps of a row
 GREY_ROWS = frozenset({"source", "mean image"})
+LABELS = {"integrated_gradients": "integrated\ngradients"}  # row labels fit in one map's height
 
 
 @dataclass
@@ -115,9 +116,9 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
-def _rows(rows: dict, grey: Sequence[str] = ()) -> list[Row]:
+def _rows(rows: dict) -> list[Row]:
     return [
-        Row(label, _np(maps), grey=label in GREY_ROWS or label in grey)
+        Row(LABELS.get(label, label), _np(maps), grey=label in GREY_ROWS)
         for label, maps in rows.items()
     ]
 
@@ -147,6 +148,6 @@ def plot_pairs(
     the predicted class, the two on one colour scale."""
     rows = [Row("source", _np(source), grey=True)]
     for m in true_maps:
-        rows.append(Row(f"{m}\ntrue class", _np(true_maps[m]), scale=m))
-        rows.append(Row(f"{m}\npredicted", _np(pred_maps[m]), scale=m))
+        rows.append(Row(f"{LABELS.get(m, m)}\n(true class)", _np(true_maps[m]), scale=m))
+        rows.append(Row(f"{LABELS.get(m, m)}\n(predicted)", _np(pred_maps[m]), scale=m))
     plot_grids([Panel("", rows, columns)], path, title)

@@ -190,6 +190,9 @@ def test_stage_outputs(tiny_project, stage_env):
         assert all(0 <= v <= 1 for v in metrics[key].values())
     assert set(metrics["randomization_spearman"]) == set(cfg.methods)
     assert set(metrics["randomization_flagged"].values()) <= {0, 1}
+    cascade = metrics["randomization_cascade"]["gradient"]
+    assert list(cascade) == ["head", "fc", "conv2", "conv1"]  # from the logits down
+    assert cascade["conv1"] == metrics["randomization_spearman"]["gradient"]
     for name in ("deletion", "insertion"):
         lines = (tiny_project / f"plots/saliency/{name}.csv").read_text().splitlines()
         assert lines[0] == ",".join(["fraction", *METHODS, RANDOM])

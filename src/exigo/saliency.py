@@ -307,6 +307,8 @@ class Evaluation:
             "insertion_auc": self.insertion_auc,
             "randomization_spearman": final,
             "randomization_flagged": {m: int(rho > flag_correlation) for m, rho in final.items()},
+            # rho after re-initialising every block from the logits down to (and with) this one
+            "randomization_cascade": {m: dict(c) for m, c in self.randomization.items()},
         }
 
 

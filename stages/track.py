@@ -20,11 +20,13 @@ METRICS = {
     "train": Path("metrics/train.json"),
     "evaluate": Path("metrics/evaluate.json"),
     "embed": Path("metrics/embed.json"),
+    "saliency": Path("metrics/saliency.json"),
 }
 ARTIFACTS = {
     "plots/train": Path("plots/train"),
     "plots/evaluate": Path("plots/evaluate"),
     "plots/embed": Path("plots/embed"),
+    "plots/saliency": Path("plots/saliency"),
     "metrics": Path("metrics"),
     "checkpoint": Path("models/model.pt"),
 }

@@ -140,6 +140,16 @@ TINY_PARAMS = {
     "model": {"channels": [4, 8], "hidden": 16, "dropout": 0.0},
     "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "device": "cpu"},
     "evaluate": {"batch_size": 64, "n_mistakes": 8, "n_confused": 3},
+    "saliency": {
+        "n_images": 4,
+        "n_eval": 40,
+        "n_randomization": 8,
+        "ig_steps": 4,
+        "smoothgrad_samples": 2,
+        "deletion_steps": 4,
+        "batch_size": 64,
+        "n_pairs": 2,
+    },
 }
 
 

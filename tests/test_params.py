@@ -26,7 +26,7 @@ def test_the_shipped_params_are_valid():
         ({"train": {"lrr": 0.1}}, "train.lrr: unknown key; section 'train' allows: device, epochs"),
         (
             {"trian": {}},
-            "trian: unknown key; params.yaml allows: base, data, model, train, evaluate",
+            "trian: unknown key; params.yaml allows: base, data, model, train, evaluate, saliency",
         ),
         (
             {"data": {"name": "cifar10"}},
@@ -42,12 +42,30 @@ def test_the_shipped_params_are_valid():
             "train.device: input should be 'auto', 'cpu', 'cuda' or 'mps'",
         ),
         ({"base": {"seed": -3}}, "base.seed: input should be greater than or equal to 0"),
+        (
+            {"saliency": {"target": "both"}},
+            "saliency.target: input should be 'true' or 'predicted'",
+        ),
+        (
+            {"saliency": {"methods": ["lime"]}},
+            "saliency.methods.0: input should be 'gradient', 'integrated_gradients', 'smoothgrad' or 'gradcam' (got 'lime')",
+        ),
+        ({"saliency": {"methods": []}}, "saliency.methods: tuple should have at least 1 item"),
+        ({"saliency": {"methods": ["gradcam", "gradcam"]}}, "methods: each method once"),
+        (
+            {"saliency": {"n_evals": 9}},
+            "saliency.n_evals: unknown key; section 'saliency' allows: n_images",
+        ),
     ],
 )
 def test_bad_value_names_key_and_allowed_values(raw, expected):
     with pytest.raises(ParamsError) as err:
         parse_params(raw)
     assert expected in str(err.value)
+
+
+def test_saliency_target_true_may_be_a_yaml_boolean():  # `-S saliency.target=true` writes one
+    assert parse_params({"saliency": {"target": True}}).saliency.target == "true"
 
 
 def test_scientific_notation_is_a_number():

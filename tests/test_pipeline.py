@@ -11,7 +11,7 @@ from conftest import dvc, history, mlflow_runs, sh
 def test_repro_experiments_diffs_and_mlflow(repo):
     project, env = repo
     out = dvc("repro", cwd=project, env=env).stdout
-    for stage in ("download", "train", "evaluate", "embed", "track"):
+    for stage in ("download", "train", "evaluate", "saliency", "embed", "track"):
         assert f"Running stage '{stage}'" in out
     for path in (
         "data/idx/train.pt",
@@ -26,6 +26,10 @@ def test_repro_experiments_diffs_and_mlflow(repo):
         "plots/embed/embedding.csv",
         "plots/embed/images/embedding.png",
         "logs/projector_config.pbtxt",
+        "metrics/saliency.json",
+        "plots/saliency/deletion.csv",
+        "plots/saliency/insertion.csv",
+        "plots/saliency/images/gradient.png",
     ):
         assert (project / path).exists(), path
     runs = mlflow_runs(project)
@@ -34,6 +38,7 @@ def test_repro_experiments_diffs_and_mlflow(repo):
     assert run.data.params["train.lr"] == "0.01" and run.data.params["data.name"] == "idx"
     for key in ("evaluate.accuracy", "train.best_epoch", "embed.learned.knn_acc_2d"):
         assert key in run.data.metrics, key
+    assert "saliency.deletion_auc.random" in run.data.metrics
     assert history(project, run.info.run_id) == [1, 2]
     head = sh(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
     assert run.data.tags["mlflow.source.git.commit"] == head
@@ -82,6 +87,24 @@ def test_repro_experiments_diffs_and_mlflow(repo):
     assert embedding["facet"]["column"]["field"] == "rev"
     images = plots["plots/evaluate/images/confusion.png"]
     assert sorted(rev for e in images for rev in e["revisions"]) == ["HEAD", "lr-high"]
+    # One line per saliency method (and the random order), per revision.
+    (deletion,) = plots["deletion"]
+    lines = {(r["rev"], r["field"]) for r in deletion["content"]["data"]["values"]}
+    methods = ("gradient", "integrated_gradients", "smoothgrad", "gradcam", "random")
+    assert lines == {(rev, m) for rev in ("HEAD", "lr-high") for m in methods}
+    assert "plots/saliency/images/gradient.png" in plots
+
+    # Changing a saliency param re-runs saliency (and track), nothing upstream.
+    out = dvc(
+        "exp", "run", "-S", "saliency.n_eval=20", "--name", "sal", cwd=project, env=env
+    ).stdout
+    assert "Running stage 'saliency'" in out and "Running stage 'track'" in out
+    for stage in ("download", "train", "evaluate"):
+        assert f"Running stage '{stage}'" not in out
+    diff = json.loads(
+        dvc("metrics", "diff", "HEAD", "sal", "--all", "--json", cwd=project, env=env).stdout
+    )
+    assert set(diff["metrics/saliency.json"]["deletion_auc.random"]) >= {"old", "new"}
 
 
 def test_restored_from_run_cache_still_logs_one_complete_run(repo):

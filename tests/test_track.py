@@ -27,7 +27,7 @@ def test_store_is_anchored_on_dvc_root(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tracked(tiny_project, stage_env, monkeypatch):
-    for stage in ("train", "evaluate", "embed", "track"):
+    for stage in ("train", "evaluate", "saliency", "embed", "track"):
         out = run_stage(stage, tiny_project, stage_env).stdout
     assert "MLflow: logged run" in out
     import mlflow
@@ -55,9 +55,14 @@ def test_run_holds_params_metrics_curves_artifacts_and_model(tracked):
         return {a.path for a in client.list_artifacts(run.info.run_id, path)}
 
     assert {"checkpoint", "metrics", "plots"} <= listing()
-    assert listing("plots") == {"plots/train", "plots/evaluate", "plots/embed"}
+    assert listing("plots") == {"plots/train", "plots/evaluate", "plots/embed", "plots/saliency"}
     assert run.data.metrics["embed.learned.knn_acc_2d"] > 0
     assert "plots/evaluate/images/confusion.png" in listing("plots/evaluate/images")
+    assert "plots/saliency/images/gradient.png" in listing("plots/saliency/images")
+    saliency = json.loads((project / "metrics/saliency.json").read_text())
+    assert run.data.metrics["saliency.deletion_auc.gradient"] == pytest.approx(
+        saliency["deletion_auc"]["gradient"]
+    )
 
     import mlflow
     import torch

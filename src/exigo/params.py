@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from exigo.errors import ParamsError
 
@@ -87,6 +94,37 @@ class EmbedParams(_Section):
     batch_size: int = Field(1000, ge=1)
 
 
+SaliencyMethod = Literal["gradient", "integrated_gradients", "smoothgrad", "gradcam"]
+
+
+class SaliencyParams(_Section):
+    n_images: int = Field(10, ge=1, le=40)
+    target: Literal["true", "predicted"] = "true"
+    methods: tuple[SaliencyMethod, ...] = Field(
+        ("gradient", "integrated_gradients", "smoothgrad", "gradcam"), min_length=1
+    )
+    n_eval: PositiveInt = 1000
+    n_randomization: int = Field(50, ge=2)
+    ig_steps: int = Field(8, ge=2, le=1000)
+    smoothgrad_samples: int = Field(8, ge=1, le=1000)
+    smoothgrad_noise: float = Field(0.15, gt=0, le=1)
+    deletion_steps: int = Field(10, ge=2, le=28)
+    batch_size: PositiveInt = 256
+    n_pairs: int = Field(3, ge=0, le=20)
+    flag_correlation: float = Field(0.5, ge=-1, le=1)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _yaml_true(cls, value: Any) -> Any:
+        return "true" if value is True else value  # YAML reads a bare `true` as a boolean
+
+    @model_validator(mode="after")
+    def _check(self) -> SaliencyParams:
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods: each method once (got {', '.join(self.methods)})")
+        return self
+
+
 class Params(_Section):
     base: BaseParams = BaseParams()
     data: DataParams = DataParams()
@@ -94,6 +132,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     embed: EmbedParams = EmbedParams()
+    saliency: SaliencyParams = SaliencyParams()
 
 
 def _describe(err: dict[str, Any], raw: dict[str, Any]) -> str:

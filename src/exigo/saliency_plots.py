@@ -1,0 +1,153 @@
+"""Saliency figures: grids of 28x28 maps, one shared colour scale (and colour bar) per row.
+
+A figure is one or more panels side by side (for example before / after training); each panel is
+a grid of rows x columns. Signed maps use a diverging scale centred on zero, the source images a
+grey one. The figure size follows from the grid alone (`grid_figsize`), so a PNG's pixel size says
+how many rows and columns it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from exigo.io import save_figure
+from exigo.plotting import plt
+
+CELL = 1.0  # inches per 28x28 map
+MARGIN_W = 1.6  # row labels and the colour bar, per panel
+MARGIN_H = 0.9  # titles
+DPI = 100
+GAP = 3  # blank pixels between two maps of a row
+GREY_ROWS = frozenset({"source", "mean image"})
+LABELS = {"integrated_gradients": "integrated\ngradients"}  # row labels fit in one map's height
+
+
+@dataclass
+class Row:
+    """One row of a grid: a label, maps (n_cols, 28, 28), and a scale key shared by the rows that
+    must be compared on one colour scale (default: the row alone)."""
+
+    label: str
+    maps: np.ndarray
+    scale: str | None = None
+    grey: bool = False
+
+
+@dataclass
+class Panel:
+    title: str
+    rows: list[Row]
+    columns: Sequence[str] = field(default_factory=list)
+
+
+def grid_figsize(n_rows: int, n_cols: int, n_panels: int = 1) -> tuple[float, float]:
+    """Figure size in inches for panels of n_rows x n_cols maps."""
+    return n_panels * (n_cols * CELL + MARGIN_W), n_rows * CELL + MARGIN_H
+
+
+def _limits(panel: Panel) -> dict[str, tuple[float, float]]:
+    """(vmin, vmax) per scale key: [0, max] for grey rows, symmetric around 0 for signed maps."""
+    peaks: dict[str, float] = {}
+    for i, row in enumerate(panel.rows):
+        key = row.scale or f"row{i}"
+        peaks[key] = max(peaks.get(key, 0.0), float(np.abs(row.maps).max(initial=0.0)))
+    out = {}
+    for i, row in enumerate(panel.rows):
+        key = row.scale or f"row{i}"
+        peak = peaks[key] or 1.0
+        out[key] = (0.0, peak) if row.grey else (-peak, peak)
+    return out
+
+
+def mosaic(maps: np.ndarray, n_cols: int, gap: int = GAP) -> np.ndarray:
+    """(n, h, w) maps side by side in one image, NaN (drawn blank) in the gaps and the empty cells:
+    one imshow per row instead of one axes per map keeps a figure of 100 maps quick to draw."""
+    n, h, w = maps.shape
+    out = np.full((h, n_cols * (w + gap) - gap), np.nan)
+    for i in range(n):
+        out[:, i * (w + gap) : i * (w + gap) + w] = maps[i]
+    return out
+
+
+def plot_grids(panels: Sequence[Panel], path: Path, title: str) -> None:
+    """Panels side by side, each a grid of maps (one mosaic per row) with one colour bar per row."""
+    n_rows = max(len(p.rows) for p in panels)
+    n_cols = max(max(len(r.maps) for r in p.rows) for p in panels)
+    fig = plt.figure(figsize=grid_figsize(n_rows, n_cols, len(panels)), layout="constrained")
+    fig.suptitle(title, fontsize=11)
+    subfigs = np.atleast_1d(fig.subfigures(1, len(panels), wspace=0.04))
+    for sub, panel in zip(subfigs, panels, strict=True):
+        sub.suptitle(panel.title, fontsize=10)
+        axes = sub.subplots(n_rows, 1, squeeze=False)[:, 0]
+        limits = _limits(panel)
+        for r, ax in enumerate(axes):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_frame_on(False)
+            if r >= len(panel.rows):
+                continue
+            row = panel.rows[r]
+            vmin, vmax = limits[row.scale or f"row{r}"]
+            cmap = plt.get_cmap("gray_r" if row.grey else "RdBu_r").with_extremes(bad="white")
+            h, w = row.maps.shape[1:]
+            image = ax.imshow(
+                mosaic(row.maps, n_cols), cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal",
+                interpolation="nearest",
+            )  # fmt: skip
+            ax.set_ylabel(row.label, fontsize=8)
+            if r == 0 and panel.columns:
+                ax.xaxis.tick_top()
+                ax.set_xticks(
+                    [c * (w + GAP) + (w - 1) / 2 for c in range(len(panel.columns))],
+                    panel.columns, fontsize=7,
+                )  # fmt: skip
+                ax.tick_params(length=0)
+            bar = sub.colorbar(image, ax=ax, shrink=0.9, aspect=6, pad=0.01)
+            bar.ax.tick_params(labelsize=6)
+            bar.ax.yaxis.set_major_formatter("{x:.2g}")
+    save_figure(path, fig, dpi=DPI)
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+
+
+def _rows(rows: dict) -> list[Row]:
+    return [
+        Row(LABELS.get(label, label), _np(maps), grey=label in GREY_ROWS)
+        for label, maps in rows.items()
+    ]
+
+
+def plot_before_after(
+    before: dict, after: dict, columns: Sequence[str], path: Path, title: str
+) -> None:
+    """The same rows for the untrained and the trained model, side by side."""
+    panels = [
+        Panel("before training (initial weights)", _rows(before), columns),
+        Panel("after training", _rows(after), columns),
+    ]
+    plot_grids(panels, path, title)
+
+
+def plot_methods(
+    source, maps: dict, columns: Sequence[str], path: Path, title: str, source_label: str = "source"
+) -> None:
+    """A source row, then one row per method."""
+    plot_grids([Panel("", _rows({source_label: source, **maps}), columns)], path, title)
+
+
+def plot_pairs(
+    source, true_maps: dict, pred_maps: dict, columns: Sequence[str], path: Path, title: str
+) -> None:
+    """Per confused pair (a column): the image, then each method's map for the true class and for
+    the predicted class, the two on one colour scale."""
+    rows = [Row("source", _np(source), grey=True)]
+    for m in true_maps:
+        rows.append(Row(f"{LABELS.get(m, m)}\n(true class)", _np(true_maps[m]), scale=m))
+        rows.append(Row(f"{LABELS.get(m, m)}\n(predicted)", _np(pred_maps[m]), scale=m))
+    plot_grids([Panel("", rows, columns)], path, title)

@@ -1,0 +1,131 @@
+"""Where the network looks, and whether the maps mean anything.
+
+python -m stages.saliency   # reads params.yaml (base.seed, data.name, train.device, saliency),
+                            # models/{model,init}.pt and metrics/evaluate.json; writes
+                            # metrics/saliency.json, plots/saliency/{deletion,insertion}.csv
+                            # and plots/saliency/images/
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from exigo.data import load_dataset, to_input
+from exigo.errors import run_stage
+from exigo.io import write_csv, write_json
+from exigo.metrics import rounded
+from exigo.models import load_checkpoint
+from exigo.params import load_params
+from exigo.saliency import (
+    RANDOM,
+    attribute,
+    class_means,
+    confused_pair_maps,
+    curve_table,
+    eval_subset,
+    evaluate_maps,
+    fused_copy,
+    gradient_rows,
+    logits,
+    select_images,
+)
+from exigo.saliency_plots import plot_before_after, plot_methods, plot_pairs
+from exigo.utils import resolve_device, set_seed
+
+PLOTS = Path("plots/saliency")
+IMAGES = PLOTS / "images"
+
+
+def main() -> None:
+    params = load_params()
+    cfg, seed = params.saliency, params.base.seed
+    set_seed(seed)
+    device = resolve_device(params.train.device)
+    test = load_dataset(Path("data") / params.data.name).test
+    model, ckpt = load_checkpoint("models/model.pt", device)
+    untrained, _ = load_checkpoint("models/init.pt", device)
+    for m in (model, untrained):  # channels_last: faster convs on the CPU and CUDA, as in training
+        m.to(memory_format=torch.channels_last)
+    classes = tuple(ckpt["classes"])
+    confused = json.loads(Path("metrics/evaluate.json").read_text())["confused"]
+    start = time.perf_counter()
+    fast = fused_copy(model)  # batch norm folded into the convs: same outputs, faster
+
+    # The original figure, done right (one image per class, before and after training), and the
+    # same images under every method.
+    chosen = select_images(test.labels, cfg.n_images, len(classes), seed)
+    x = to_input(test.images[chosen])
+    predicted = logits(fast, test.images[chosen], cfg.batch_size).argmax(1)
+    target = test.labels[chosen] if cfg.target == "true" else predicted
+    columns = [
+        f"{classes[t]} (pred. {classes[p]})"
+        for t, p in zip(test.labels[chosen], predicted, strict=True)
+    ]
+    plot_before_after(
+        gradient_rows(untrained, x, target, cfg),
+        gradient_rows(model, x, target, cfg),
+        columns,
+        IMAGES / "gradient.png",
+        f"Gradient of the {cfg.target}-class logit; baseline: the gradient at an empty image",
+    )
+    maps = {m: attribute(model, x, target, m, cfg, seed) for m in cfg.methods}
+    plot_methods(x[:, 0], maps, columns, IMAGES / "methods.png", f"Maps for the {cfg.target} class")
+
+    # The numbers, over a seeded subset of the test split; these maps explain the predicted class.
+    subset = eval_subset(len(test), cfg.n_eval, seed)
+    predicted = logits(fast, test.images[subset], cfg.batch_size).argmax(1)
+    result = evaluate_maps(model, to_input(test.images[subset]), predicted, cfg, seed)
+    labels = test.labels[subset]
+    correct = result.predicted == labels
+    plot_methods(
+        class_means({"x": to_input(test.images[subset])[:, 0]}, correct, labels, len(classes))["x"],
+        class_means(result.maps, correct, labels, len(classes)),
+        list(classes),
+        IMAGES / "class_means.png",
+        f"Mean map per class over {int(correct.sum()):,} correctly classified test images",
+        source_label="mean image",
+    )
+
+    # The most-confused pairs (from evaluate): maps for the true and for the predicted class.
+    ranks = [confused[f"top{i}"] for i in range(1, cfg.n_pairs + 1) if f"top{i}" in confused]
+    pairs = [(r["true"], r["predicted"]) for r in ranks]
+    if found := confused_pair_maps(fast, test.images, test.labels, pairs, cfg, seed):
+        plot_pairs(
+            to_input(test.images[found.index])[:, 0],
+            found.true_maps,
+            found.predicted_maps,
+            [
+                f"{classes[t]} taken for {classes[p]}"
+                for t, p in zip(found.true, found.predicted, strict=True)
+            ],
+            IMAGES / "confused_pairs.png",
+            "Most-confused pairs: maps for\nthe true and the predicted class",
+        )
+
+    write_csv(PLOTS / "deletion.csv", *curve_table(result.deletion, cfg.deletion_steps))
+    write_csv(PLOTS / "insertion.csv", *curve_table(result.insertion, cfg.deletion_steps))
+    metrics = rounded(result.metrics(cfg.flag_correlation))
+    write_json(Path("metrics/saliency.json"), metrics)
+
+    print(f"saliency: {len(subset):,} test images in {time.perf_counter() - start:.1f} s")
+    print(f"  {'method':<22}{'deletion AUC':>14}{'insertion AUC':>15}{'randomised rho':>16}")
+    for m in (*cfg.methods, RANDOM):
+        rho = metrics["randomization_spearman"].get(m)
+        flag = (
+            "  flagged: the map barely depends on the weights"
+            if metrics["randomization_flagged"].get(m)
+            else ""
+        )
+        print(
+            f"  {m:<22}{metrics['deletion_auc'][m]:>14.3f}{metrics['insertion_auc'][m]:>15.3f}"
+            + ("" if rho is None else f"{rho:>16.3f}")
+            + flag
+        )
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -26,7 +26,7 @@ def test_the_shipped_params_are_valid():
         ({"train": {"lrr": 0.1}}, "train.lrr: unknown key; section 'train' allows: device, epochs"),
         (
             {"trian": {}},
-            "trian: unknown key; params.yaml allows: base, data, model, train, evaluate, saliency",
+            "trian: unknown key; params.yaml allows: base, data, model, train, evaluate, embed, saliency",
         ),
         (
             {"data": {"name": "cifar10"}},

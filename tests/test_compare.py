@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ DEEP_TEXT = """(() => {
     if (node.shadowRoot) walk(node.shadowRoot);
     for (const child of node.childNodes) {
       if (child.nodeType === 3) out.push(child.textContent);
-      else walk(child);
+      else if (!["STYLE", "SCRIPT"].includes(child.nodeName)) walk(child);
     }
   };
   walk(document.body);
@@ -101,23 +102,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(
-    cmd: list[str], url: str, cwd: Path, env: dict, timeout: float = 120
-) -> subprocess.Popen:
+@contextlib.contextmanager
+def serving(cmd: list[str], url: str, cwd: Path, env: dict, timeout: float = 120):
+    """Start a server, wait until `url` answers, stop it afterwards."""
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{' '.join(cmd[:3])} did not answer {url}")
+                time.sleep(0.5)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _offline(route) -> None:
+    """Let file:// requests through; anything else fails, as it would on an offline machine."""
+    if route.request.url.startswith("file:"):
+        route.continue_()
+    else:
+        route.abort()
+
+
+@contextlib.contextmanager
+def chromium_page():
+    """A page in Debian's headless Chromium, driven by Playwright."""
+    with _browser() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            with urllib.request.urlopen(url, timeout=5):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.5)
-    proc.kill()
-    pytest.fail(f"{' '.join(cmd[:3])} did not answer {url}")
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        finally:
+            browser.close()
 
 
 @pytest.mark.slow
@@ -128,16 +151,9 @@ def test_dvc_plots_diff_renders_offline_in_chromium(experiments):
     assert "cdn.jsdelivr" not in page_html and "<script src=" not in page_html  # nothing remote
     expected = page_html.count("vegaEmbed(")
     assert expected >= 5
-    with _browser() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.route(
-            "**/*",
-            lambda route: (
-                route.abort() if not route.request.url.startswith("file:") else route.continue_()
-            ),
-        )
-        errors: list[str] = []
+    errors: list[str] = []
+    with chromium_page() as page:
+        page.route("**/*", _offline)
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto((project / "plots_page" / "index.html").as_uri())
         charts = ".vega-embed canvas, .vega-embed svg.marks"
@@ -148,7 +164,6 @@ def test_dvc_plots_diff_renders_offline_in_chromium(experiments):
             charts, "els => els.map(e => e.getBoundingClientRect().width)"
         )
         _shot(page, "dvc-plots-diff")
-        browser.close()
     assert not errors, errors
     assert len(sizes) >= expected and min(sizes) > 50
 
@@ -156,8 +171,8 @@ def test_dvc_plots_diff_renders_offline_in_chromium(experiments):
 @pytest.mark.slow
 def test_mlflow_ui_lists_runs_and_shows_a_run(experiments):
     project, env = experiments
-    (run, exp_run) = mlflow_runs(project)[-2:]
-    port = _free_port()
+    run, exp_run = mlflow_runs(project)[-2:]
+    base = f"http://127.0.0.1:{_free_port()}"
     cmd = [
         sys.executable,
         "-m",
@@ -168,36 +183,24 @@ def test_mlflow_ui_lists_runs_and_shows_a_run(experiments):
         "--host",
         "127.0.0.1",
         "--port",
-        str(port),
+        base.rsplit(":", 1)[1],
         "--workers",
         "1",
     ]
-    base = f"http://127.0.0.1:{port}"
-    proc = _serve(cmd, f"{base}/health", project, env)
-    try:
-        with _browser() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/#/experiments/{exp_run.info.experiment_id}/runs")
-            page.get_by_text("lr-high").first.wait_for(timeout=60_000)
-            page.get_by_text(run.info.run_name).first.wait_for(timeout=60_000)
-            _shot(page, "mlflow-runs")
-            page.goto(
-                f"{base}/#/experiments/{exp_run.info.experiment_id}/runs/{exp_run.info.run_id}"
-            )
-            page.get_by_text("train.lr").first.wait_for(timeout=60_000)
-            body = page.inner_text("body")
-            _shot(page, "mlflow-run")
-            page.goto(
-                f"{base}/#/experiments/{exp_run.info.experiment_id}/runs/{exp_run.info.run_id}/artifacts"
-            )
-            page.get_by_text("checkpoint").first.wait_for(timeout=60_000)
-            artifacts = page.inner_text("body")
-            _shot(page, "mlflow-artifacts")
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    runs_page = f"{base}/#/experiments/{exp_run.info.experiment_id}/runs"
+    with serving(cmd, f"{base}/health", project, env), chromium_page() as page:
+        page.goto(runs_page)
+        page.get_by_text("lr-high").first.wait_for(timeout=60_000)
+        page.get_by_text(run.info.run_name).first.wait_for(timeout=60_000)
+        _shot(page, "mlflow-runs")
+        page.goto(f"{runs_page}/{exp_run.info.run_id}")
+        page.get_by_text("train.lr").first.wait_for(timeout=60_000)
+        body = page.inner_text("body")
+        _shot(page, "mlflow-run")
+        page.goto(f"{runs_page}/{exp_run.info.run_id}/artifacts")
+        page.get_by_text("checkpoint").first.wait_for(timeout=60_000)
+        artifacts = page.inner_text("body")
+        _shot(page, "mlflow-artifacts")
     assert "train.lr" in body and "0.02" in body and "evaluate.accuracy" in body
     assert "plots" in artifacts and "metrics" in artifacts
     assert run.info.run_id != exp_run.info.run_id
@@ -206,7 +209,7 @@ def test_mlflow_ui_lists_runs_and_shows_a_run(experiments):
 @pytest.mark.slow
 def test_tensorboard_projector_in_chromium(experiments):
     project, env = experiments
-    port = _free_port()
+    base = f"http://127.0.0.1:{_free_port()}"
     cmd = [
         sys.executable,
         "-m",
@@ -216,37 +219,27 @@ def test_tensorboard_projector_in_chromium(experiments):
         "--host",
         "127.0.0.1",
         "--port",
-        str(port),
+        base.rsplit(":", 1)[1],
     ]
-    base = f"http://127.0.0.1:{port}"
-    proc = _serve(cmd, f"{base}/data/plugin/projector/runs", project, env)
-    try:
-        with _browser() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/#projector")
-            # The projector is a Polymer app in an iframe: read the text of every frame's shadow DOM.
-            deadline, text = time.monotonic() + 90, ""
-            try:
-                while "Points: 100" not in text and time.monotonic() < deadline:
-                    page.wait_for_timeout(1000)
-                    text = " ".join(
-                        " ".join(f.evaluate(DEEP_TEXT + "()").split()) for f in page.frames
-                    )
-            finally:
-                _shot(page, "tensorboard-projector")
-            page.wait_for_timeout(2000)  # let the scatter draw
-            _shot(page, "tensorboard-projector")
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    assert (
-        "2 tensors found" in text
-        and "learned:00000" in text
-        or "00000/learned/metadata.tsv" in text
-    )
-    assert "Dimension: 16" in text  # the tiny model's penultimate width
+    with serving(cmd, f"{base}/data/plugin/projector/runs", project, env), chromium_page() as page:
+        page.goto(f"{base}/#projector")
+        # The projector is a Polymer app in an iframe: read the text of every frame's shadow DOM.
+        wanted = (
+            "learned:00000 100x16",  # our tensors: 100 test points, the tiny model's 16-d features
+            "untrained:00000 100x16",
+            "Label by label class predicted correct",  # our metadata columns
+            "Points: 100",
+            "Dimension: 16",
+        )
+        deadline, text = time.monotonic() + 90, ""
+        while not all(w in text for w in wanted) and time.monotonic() < deadline:
+            page.wait_for_timeout(1000)
+            text = " ".join(" ".join(f.evaluate(DEEP_TEXT + "()").split()) for f in page.frames)
+        page.wait_for_timeout(2000)  # let the scatter and its thumbnails draw
+        _shot(page, "tensorboard-projector")
+    # (the sprite thumbnails are what the screenshot shows)
+    missing = [w for w in wanted if w not in text]
+    assert not missing, (missing, text[-800:])
 
 
 @pytest.mark.slow

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 
 import torch
 
 from exigo.data import Split, to_input
 from exigo.datasets import load_mnist_sample
+from exigo.io import write_json
 from exigo.models import build_model, load_checkpoint, model_settings
 from exigo.params import ModelParams, SaliencyParams, TrainParams
 from exigo.saliency import (
@@ -131,12 +131,15 @@ def main() -> None:
     )
     print("  deletion AUC " + ", ".join(f"{m} {v:.3f}" for m, v in result.deletion_auc.items()))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(
-                {"batched_s": batched, "batched_img_s": ours, "baseline_img_s": theirs,
-                 "ratio": ours / theirs},
-                fh, indent=2,
-            )  # fmt: skip
+        write_json(
+            args.json,
+            {
+                "batched_s": batched,
+                "batched_img_s": ours,
+                "baseline_img_s": theirs,
+                "ratio": ours / theirs,
+            },
+        )
 
 
 if __name__ == "__main__":

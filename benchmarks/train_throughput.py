@@ -15,7 +15,6 @@ the figure to compare (target: >= 10x on CPU).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
@@ -27,6 +26,7 @@ from torchvision import transforms
 
 from exigo.data import Split
 from exigo.datasets import load_mnist_sample
+from exigo.io import write_json
 from exigo.models import MODELS, build_model, model_settings
 from exigo.params import ModelParams, TrainParams
 from exigo.training import fit, make_optimizer
@@ -141,8 +141,7 @@ def main() -> None:
         ]:
             print(f"  {label:<46} {value:>10,.0f} img/s  {value / base:6.1f}x")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ a faster map that is worse shows up. Target: <= 30 s for 10,000 points on 2 CPU 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
 from sklearn.decomposition import PCA
 
 from exigo.embedding import knn_accuracy, project
+from exigo.io import write_json
 
 
 def clustered(n: int, dims: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +74,7 @@ def main() -> None:
         results["speedup"] = ratio
         print(f"exigo is {ratio:.1f}x faster than scikit-learn on these points")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

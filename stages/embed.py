@@ -13,13 +13,12 @@ from pathlib import Path
 from exigo.data import Split, load_dataset
 from exigo.embedding import extract_features, pick_points, project, quality
 from exigo.errors import run_stage
-from exigo.io import write_csv, write_json
+from exigo.io import read_csv_numbers, write_csv, write_json
 from exigo.metrics import rounded
 from exigo.models import load_checkpoint
 from exigo.params import load_params
 from exigo.plotting import plot_embeddings
 from exigo.projector import write_logs
-from exigo.tracking import read_history
 from exigo.utils import resolve_device, set_seed
 
 SPACES = {"learned": "learned features", "untrained": "untrained features", "pixels": "raw pixels"}
@@ -32,6 +31,7 @@ def main() -> None:
     data = load_dataset(Path("data") / params.data.name)
     model, ckpt = load_checkpoint("models/model.pt", device)
     init, _ = load_checkpoint("models/init.pt", device)
+    history = read_csv_numbers("plots/train/history.csv", "train")  # the scalars for logs/
     classes = tuple(ckpt["classes"])
     set_seed(seed)
 
@@ -86,7 +86,7 @@ def main() -> None:
         rows,
         header,
         split.images,
-        read_history(Path("plots/train/history.csv")),
+        history,
     )
     print(f"wrote logs/ for the projector: tensorboard --logdir logs ({len(split):,} points)")
 

@@ -8,7 +8,6 @@ python -m stages.saliency   # reads params.yaml (base.seed, data.name, train.dev
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 
 from exigo.data import load_dataset, to_input
 from exigo.errors import run_stage
-from exigo.io import write_csv, write_json
+from exigo.io import read_json, write_csv, write_json
 from exigo.metrics import rounded
 from exigo.models import load_checkpoint
 from exigo.params import load_params
@@ -51,7 +50,7 @@ def main() -> None:
     for m in (model, untrained):  # channels_last: faster convs on the CPU and CUDA, as in training
         m.to(memory_format=torch.channels_last)
     classes = tuple(ckpt["classes"])
-    confused = json.loads(Path("metrics/evaluate.json").read_text())["confused"]
+    confused = read_json("metrics/evaluate.json", "evaluate")["confused"]
     start = time.perf_counter()
     fast = fused_copy(model)  # batch norm folded into the convs: same outputs, faster
 

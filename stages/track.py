@@ -6,15 +6,15 @@ plot images and the model. Runs last; reads only what the other stages wrote.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from exigo.errors import ExigoError, run_stage
+from exigo.io import read_csv_numbers, read_json
 from exigo.params import flatten, load_params
-from exigo.tracking import log_run, numeric_leaves, project_root, read_history, tracking_uri
+from exigo.tracking import log_run, numeric_leaves, project_root, tracking_uri
 
 METRICS = {
     "train": Path("metrics/train.json"),
@@ -42,8 +42,8 @@ def main() -> None:
         )
     metrics: dict[str, float] = {}
     for stage, path in METRICS.items():
-        metrics.update(numeric_leaves(flatten(json.loads(path.read_text()), f"{stage}.")))
-    history = read_history(Path("plots/train/history.csv"))
+        metrics.update(numeric_leaves(flatten(read_json(path, stage), f"{stage}.")))
+    history = read_csv_numbers("plots/train/history.csv", "train")
 
     from exigo.models import load_checkpoint
 

@@ -124,3 +124,30 @@ def test_mistakes_gallery_with_one_or_no_mistake(tmp_path):
         images[:0], empty, empty, empty.astype(float), tuple("0123456789"), tmp_path / "none.png"
     )
     assert (tmp_path / "one.png").exists() and (tmp_path / "none.png").exists()
+
+
+def _one_line_error(result, expected: str) -> None:
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and expected in last, last
+
+
+def test_missing_or_damaged_inputs_are_one_line_errors(tiny_project, stage_env):
+    """Running a stage out of order, or on a damaged file, names the file and the stage to run."""
+    missing = run_stage("evaluate", tiny_project, stage_env, check=False)
+    _one_line_error(
+        missing, "models/model.pt: missing; run the train stage first (dvc repro train)"
+    )
+    run_stage("train", tiny_project, stage_env)
+    no_metrics = run_stage("saliency", tiny_project, stage_env, check=False)
+    _one_line_error(no_metrics, "metrics/evaluate.json: missing; run the evaluate stage first")
+
+    ckpt = tiny_project / "models/model.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:500])  # a truncated checkpoint
+    _one_line_error(
+        run_stage("evaluate", tiny_project, stage_env, check=False), "models/model.pt: unreadable"
+    )
+    (tiny_project / "data/idx/test.pt").write_bytes(b"not a tensor file")
+    _one_line_error(
+        run_stage("train", tiny_project, stage_env, check=False), "data/idx/test.pt: unreadable"
+    )

@@ -79,11 +79,9 @@ def build(revs: list[str], out_dir: Path, cwd: Path = Path(".")) -> Report:
             md_list.append((title, dvc(*args, "--md", cwd=cwd).strip()))
             json_list.append((title, json.loads(dvc(*args, "--json", cwd=cwd) or "{}")))
 
-    tmp = Path(
-        tempfile.mkdtemp(
-            prefix=".compare-", dir=out_dir.parent if out_dir.parent.exists() else None
-        )
-    )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside out_dir, then renamed into place: same filesystem, never half-written.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
         plot_revs = [r for r in revs if r != WORKSPACE]
         raw = dvc("plots", "diff", *plot_revs, "--json", "-o", str(tmp / "dvc"), cwd=cwd)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import torch
 
 from exigo.errors import ExigoError
-from exigo.io import save_torch, write_json
+from exigo.io import load_torch, read_json, save_torch, write_json
 
 SPLITS = ("train", "val", "test")
 SAMPLE_TEST_SIZE = 1000  # mnist-sample has no official test split: a fixed, stratified one
@@ -122,15 +121,10 @@ def save_dataset(out_dir: Path, name: str, splits: dict[str, Split], meta: dict)
 def load_dataset(data_dir: Path | str) -> Dataset:
     """Load what the download stage wrote (weights_only: plain tensors, nothing executable)."""
     data_dir = Path(data_dir)
-    meta_path = data_dir / "meta.json"
-    if not meta_path.exists():
-        raise ExigoError(
-            f"{data_dir}: no dataset here; run the download stage first (dvc repro download)"
-        )
-    meta = json.loads(meta_path.read_text())
+    meta = read_json(data_dir / "meta.json", "download")
     splits = {}
     for name in SPLITS:
-        blob = torch.load(data_dir / f"{name}.pt", weights_only=True, map_location="cpu")
+        blob = load_torch(data_dir / f"{name}.pt", "download")
         splits[name] = Split(blob["images"], blob["labels"])
     return Dataset(meta["dataset"], tuple(meta["classes"]), meta=meta, **splits)
 

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from exigo.errors import ExigoError
+
 
 def _file_mode() -> int:
     umask = os.umask(0)
@@ -35,6 +37,53 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _missing(path: Path, made_by: str) -> ExigoError:
+    return ExigoError(f"{path}: missing; run the {made_by} stage first (dvc repro {made_by})")
+
+
+def read_json(path: Path | str, made_by: str) -> Any:
+    """A JSON file another stage wrote; missing or broken becomes one clear error."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise _missing(path, made_by) from None
+    except json.JSONDecodeError as exc:
+        raise ExigoError(f"{path}: not valid JSON ({exc}); run dvc repro {made_by} again") from None
+
+
+def read_csv_numbers(path: Path | str, made_by: str) -> list[dict[str, float]]:
+    """A numeric CSV another stage wrote (e.g. plots/train/history.csv), one dict per row."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as fh:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    except FileNotFoundError:
+        raise _missing(path, made_by) from None
+    except (ValueError, TypeError) as exc:
+        raise ExigoError(
+            f"{path}: not a numeric CSV ({exc}); run dvc repro {made_by} again"
+        ) from None
+
+
+def load_torch(path: Path | str, made_by: str) -> Any:
+    """torch.load(weights_only=True) of a file another stage wrote, with clear errors."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise _missing(path, made_by) from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        raise ExigoError(
+            f"{path}: unreadable ({str(exc).splitlines()[0]}); run dvc repro {made_by} again"
+        ) from None
 
 
 def write_bytes(path: Path | str, data: bytes) -> None:

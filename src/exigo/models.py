@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from exigo.errors import ExigoError
-from exigo.io import save_torch
+from exigo.io import load_torch, save_torch
 
 CHECKPOINT_FORMAT = "exigo-checkpoint/1"
 
@@ -138,11 +138,9 @@ def load_checkpoint(
 ) -> tuple[Classifier, dict]:
     """Rebuild a model from its checkpoint alone; returns (model in eval mode, checkpoint meta)."""
     path = Path(path)
-    if not path.exists():
-        raise ExigoError(f"{path}: no checkpoint; run the train stage first (dvc repro train)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ExigoError(f"{path}: not an exigo checkpoint (format {ckpt.get('format')!r})")
+    ckpt = load_torch(path, "train")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ExigoError(f"{path}: not an exigo checkpoint; run dvc repro train again")
     spec = ckpt["model"]
     norm = ckpt["normalization"]
     model = build_model(

@@ -8,7 +8,6 @@ the run-cache: it runs exactly when something it depends on changed, and a no-op
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 from pathlib import Path
@@ -56,12 +55,6 @@ def numeric_leaves(flat: dict[str, Any]) -> dict[str, float]:
         for k, v in flat.items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
-
-
-def read_history(path: Path) -> list[dict[str, float]]:
-    """plots/train/history.csv -> one dict per epoch."""
-    with path.open(newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 def run_tags(cwd: Path) -> dict[str, str]:

@@ -12,18 +12,18 @@ import numpy as np
 import yaml
 
 from exigo.errors import ExigoError, run_stage
-from exigo.io import read_csv_numbers, read_json
+from exigo.io import read_json
+from exigo.live import LIVE_DIR, read_history
 from exigo.params import flatten, load_params
 from exigo.tracking import log_run, numeric_leaves, project_root, tracking_uri
 
 METRICS = {
-    "train": Path("metrics/train.json"),
+    "train": LIVE_DIR / "metrics.json",
     "evaluate": Path("metrics/evaluate.json"),
     "embed": Path("metrics/embed.json"),
     "saliency": Path("metrics/saliency.json"),
 }
 ARTIFACTS = {
-    "plots/train": Path("plots/train"),
     "plots/evaluate": Path("plots/evaluate"),
     "plots/embed": Path("plots/embed"),
     "plots/saliency": Path("plots/saliency"),
@@ -43,7 +43,7 @@ def main() -> None:
     metrics: dict[str, float] = {}
     for stage, path in METRICS.items():
         metrics.update(numeric_leaves(flatten(read_json(path, stage), f"{stage}.")))
-    history = read_csv_numbers("plots/train/history.csv", "train")
+    history = read_history()
 
     from exigo.models import load_checkpoint
 

@@ -1,21 +1,24 @@
 """Train the classifier; keep the best epoch by validation metric.
 
-python -m stages.train     # reads params.yaml (base, data, model, train), writes models/,
-                           # metrics/train.json and plots/train/history.csv
+python -m stages.train     # reads params.yaml (base, data, model, train), writes models/ and,
+                           # through DVCLive, metrics/train/ (live per epoch while it trains)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from exigo.data import load_dataset
+import torch
+
+from exigo.data import load_dataset, to_input
 from exigo.errors import run_stage
-from exigo.io import write_csv, write_json
+from exigo.live import live_logger, log_epoch, set_summary
+from exigo.metrics import at_chance, constant_features
 from exigo.models import build_model, model_settings, save_checkpoint
 from exigo.params import load_params
 from exigo.progress import epoch_line, progress_bar
-from exigo.training import HISTORY_FIELDS, cpu_state, fit
-from exigo.utils import resolve_device, set_seed
+from exigo.training import cpu_state, fit
+from exigo.utils import resolve_device, set_seed, warn
 
 MODELS_DIR = Path("models")
 
@@ -43,8 +46,20 @@ def main() -> None:
     }
     # The untrained weights of the same seed: the saliency stage compares against them.
     save_checkpoint(MODELS_DIR / "init.pt", cpu_state(model), epoch=0, score=None, **meta)
+    with torch.no_grad():
+        start = model.eval().features(to_input(data.val.images[:512]))
+    if constant_features(start.numpy()):
+        warn(
+            f"{params.model.name} (seed {params.base.seed}): every penultimate feature is the same "
+            "for every image before training, so no gradient flows and it cannot learn; "
+            "try another base.seed"
+        )
 
-    with progress_bar() as bar:
+    def on_epoch(stats):
+        log_epoch(live, stats)  # dvc exp show, VS Code and Studio see it now
+        bar.console.print(epoch_line(stats, cfg.epochs))
+
+    with live_logger() as live, progress_bar() as bar:
         task = bar.add_task("train", total=cfg.epochs * len(data.train))
         result = fit(
             model,
@@ -54,26 +69,27 @@ def main() -> None:
             params.base.seed,
             device,
             on_batch=lambda n: bar.advance(task, n),
-            on_epoch=lambda s: bar.console.print(epoch_line(s, cfg.epochs)),
+            on_epoch=on_epoch,
         )
-    best = result.best
-    score = {"metric": cfg.monitor, "value": getattr(best, cfg.monitor)}
-    save_checkpoint(
-        MODELS_DIR / "model.pt", result.best_state, epoch=best.epoch, score=score, **meta
-    )
-
-    write_csv(Path("plots/train/history.csv"), HISTORY_FIELDS, [s.row() for s in result.history])
-    write_json(
-        Path("metrics/train.json"),
-        {
+        best = result.best
+        score = {"metric": cfg.monitor, "value": getattr(best, cfg.monitor)}
+        save_checkpoint(
+            MODELS_DIR / "model.pt", result.best_state, epoch=best.epoch, score=score, **meta
+        )
+        summary = {  # the saved (best) epoch's numbers, not the last epoch's
             "best_epoch": best.epoch,
-            "val_loss": round(best.val_loss, 6),
-            "val_acc": round(best.val_acc, 6),
-            "train_loss": round(best.train_loss, 6),
-            "train_acc": round(best.train_acc, 6),
+            **{
+                k: round(getattr(best, k), 6)
+                for k in ("val_loss", "val_acc", "train_loss", "train_acc")
+            },
             "n_parameters": n_params,
-        },
-    )
+        }
+        set_summary(live, summary, last_epoch=len(result.history))
+    if at_chance(best.val_acc, len(data.classes)):
+        warn(
+            f"the model did not learn: best val accuracy {best.val_acc:.3f} is at chance level "
+            f"for {len(data.classes)} classes; try another train.lr (now {cfg.lr:g})"
+        )
     print(
         f"best epoch {best.epoch}: val acc {best.val_acc:.4f}, val loss {best.val_loss:.4f}; "
         f"{result.images_per_second:,.0f} img/s over {result.seconds:.1f} s of training"

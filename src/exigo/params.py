@@ -76,6 +76,7 @@ class TrainParams(_Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     monitor: Literal["val_acc", "val_loss"] = "val_acc"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 class EvaluateParams(_Section):

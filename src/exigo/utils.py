@@ -1,8 +1,10 @@
-"""One seed helper, one device helper."""
+"""One seed helper, one device helper, one warning line."""
 
 from __future__ import annotations
 
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,3 +32,29 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not has_mps:
         raise ExigoError("train.device: mps is not available here; use auto or cpu")
     return torch.device(name)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes in bfloat16 natively (emulated bf16 is slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:  # Linux: avx512_bf16 / amx_bf16 on x86, bf16 in an aarch64 CPU's features
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(flags))
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `train.precision`: None for fp32; `auto` takes bf16 only where the
+    device runs it natively (CUDA with bf16, CPUs with AVX512-BF16/AMX), fp32 elsewhere."""
+    if name == "bf16" or (name == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
+def warn(message: str) -> None:
+    """One line on stderr, `warning: ...`; the stage goes on."""
+    print(f"warning: {message}", file=sys.stderr)

@@ -1,8 +1,10 @@
-"""Project the network's penultimate features of test images to 2-D, for TensorBoard and DVC.
+"""Project the trained network's penultimate features of test images to 2-D, beside the baselines.
 
-python -m stages.embed      # reads params.yaml (base.seed, data.name, train.device, embed),
+python -m stages.embed      # reads params.yaml (base.seed, data.name, train.device, embed), the
+                            # models, and the baseline maps of embed_pixels / embed_untrained;
                             # writes logs/ (TensorBoard projector + training scalars),
-                            # metrics/embed.json, plots/embed/embedding.csv and images/
+                            # metrics/embed.json, metrics/detail/embed.json,
+                            # plots/embed/embedding.csv and plots/embed/images/embedding.png
 """
 
 from __future__ import annotations
@@ -11,17 +13,23 @@ import time
 from pathlib import Path
 
 from exigo.data import Split, load_dataset
-from exigo.embedding import extract_features, pick_points, project, quality
-from exigo.errors import run_stage
-from exigo.io import read_csv_numbers, write_csv, write_json
+from exigo.embedding import extract_features, map_space, pick_points, read_map
+from exigo.errors import ExigoError, run_stage
+from exigo.io import read_json, write_csv, write_json
+from exigo.live import read_history
 from exigo.metrics import rounded
 from exigo.models import load_checkpoint
 from exigo.params import load_params
 from exigo.plotting import plot_embeddings
 from exigo.projector import write_logs
-from exigo.utils import resolve_device, set_seed
+from exigo.utils import resolve_device, set_seed, warn
 
-SPACES = {"learned": "learned features", "untrained": "untrained features", "pixels": "raw pixels"}
+HEADLINE = ("trustworthiness", "knn_acc_2d", "silhouette_2d")
+TITLES = {"pixels": "raw pixels", "untrained": "untrained features", "learned": "learned features"}
+TENSORS = {  # the projector's tensor names
+    "learned": "learned features (trained model)",
+    "untrained": "untrained features (initial weights)",
+}
 
 
 def main() -> None:
@@ -31,35 +39,47 @@ def main() -> None:
     data = load_dataset(Path("data") / params.data.name)
     model, ckpt = load_checkpoint("models/model.pt", device)
     init, _ = load_checkpoint("models/init.pt", device)
-    history = read_csv_numbers("plots/train/history.csv", "train")  # the scalars for logs/
+    history = read_history()  # the per-epoch scalars for logs/
+    baselines = {
+        s: (
+            read_map(f"plots/embed/baselines/{s}.csv", f"embed_{s}"),
+            read_json(f"metrics/detail/embed_{s}.json", f"embed_{s}"),
+        )
+        for s in ("pixels", "untrained")
+    }
     classes = tuple(ckpt["classes"])
     set_seed(seed)
 
     idx = pick_points(data.test.labels.numpy(), cfg.n_points, seed)
     split = Split(data.test.images[idx], data.test.labels[idx])
     labels = split.labels.numpy()
+    if any(len(xy) != len(labels) for xy, _ in baselines.values()):
+        raise ExigoError(
+            "plots/embed/baselines/: maps of another set of test images; "
+            "run dvc repro embed_pixels embed_untrained again"
+        )
     learned, pred = extract_features(model, split, cfg.batch_size, device)
     untrained, _ = extract_features(init, split, cfg.batch_size, device)
-    spaces = {
-        "learned": learned,
-        "untrained": untrained,
-        "pixels": split.images.reshape(len(split), -1).float().div(255).numpy(),
-    }
-    maps, metrics = {}, {}
-    for name, x in spaces.items():
-        start = time.perf_counter()
-        maps[name] = project(x, cfg.method, seed, cfg.perplexity, cfg.pca_dims)
-        took = time.perf_counter() - start
-        metrics[name] = quality(x, maps[name], labels, cfg.neighbors, cfg.folds, seed)
-        m = metrics[name]
+    start = time.perf_counter()
+    xy, quality = map_space(
+        learned, labels, cfg.method, seed, cfg.perplexity, cfg.pca_dims, cfg.neighbors, cfg.folds
+    )
+    took = time.perf_counter() - start
+    if quality["trustworthiness"] is None:
+        warn("embed: the learned features are the same for every test image: no map")
+    else:
         print(
-            f"{SPACES[name]:>18} ({x.shape[1]} dims): {cfg.method} {took:.1f} s; trustworthiness "
-            f"{m['trustworthiness']:.3f}, k-NN acc 2-D {m['knn_acc_2d']:.3f} / full {m['knn_acc_full']:.3f}, "
-            f"silhouette {m['silhouette_2d']:.3f}"
+            f"learned features ({learned.shape[1]} dims): {cfg.method} and scores {took:.1f} s; "
+            f"trustworthiness {quality['trustworthiness']:.3f}, k-NN acc 2-D "
+            f"{quality['knn_acc_2d']:.3f} / full {quality['knn_acc_full']:.3f}, "
+            f"silhouette {quality['silhouette_2d']:.3f}"
         )
-    write_json(Path("metrics/embed.json"), rounded(metrics, 4))
+    maps = {"pixels": baselines["pixels"][0], "untrained": baselines["untrained"][0], "learned": xy}
+    metrics = {"learned": quality, **{s: m for s, (_, m) in baselines.items()}}
+    # DVC tracks how good the learned map is; the baselines and full-space numbers are detail.
+    write_json(Path("metrics/embed.json"), rounded({k: quality[k] for k in HEADLINE}, 4))
+    write_json(Path("metrics/detail/embed.json"), rounded(metrics, 4))
 
-    xy = maps["learned"]
     write_csv(
         Path("plots/embed/embedding.csv"),
         ["x", "y", "class", "predicted", "correct"],
@@ -68,12 +88,19 @@ def main() -> None:
             for (x, y), t, p in zip(xy, labels, pred, strict=True)
         ],
     )
-    subtitles = {
-        SPACES[n]: f"k-NN acc {m['knn_acc_2d']:.3f}, trustworthiness {m['trustworthiness']:.3f}"
-        for n, m in metrics.items()
-    }
-    ordered = {SPACES[n]: maps[n] for n in ("pixels", "untrained", "learned")}
-    plot_embeddings(ordered, labels, classes, Path("plots/embed/images/embedding.png"), subtitles)
+
+    def subtitle(m: dict) -> str:
+        if m.get("trustworthiness") is None:
+            return "constant features: no map"
+        return f"k-NN acc {m['knn_acc_2d']:.3f}, trustworthiness {m['trustworthiness']:.3f}"
+
+    plot_embeddings(
+        {TITLES[s]: maps[s] for s in ("pixels", "untrained", "learned")},
+        labels,
+        classes,
+        Path("plots/embed/images/embedding.png"),
+        {TITLES[s]: subtitle(metrics[s]) for s in maps},
+    )
 
     header = ["label", "class", "predicted", "correct"]
     rows = [
@@ -82,7 +109,7 @@ def main() -> None:
     ]
     write_logs(
         Path("logs"),
-        {"learned": learned, "untrained": untrained},
+        {TENSORS["learned"]: learned, TENSORS["untrained"]: untrained},
         rows,
         header,
         split.images,

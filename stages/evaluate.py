@@ -1,7 +1,8 @@
 """Evaluate the best checkpoint on the test split.
 
 python -m stages.evaluate   # reads params.yaml (data, train.device, evaluate), writes
-                            # metrics/evaluate.json, plots/evaluate/confusion.csv and images/
+                            # metrics/evaluate.json (headline), metrics/detail/evaluate.json,
+                            # plots/evaluate/confusion.csv and images/
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import torch
 from exigo.data import load_dataset
 from exigo.errors import run_stage
 from exigo.io import write_csv, write_json
-from exigo.metrics import classification_metrics, confusion, rounded
+from exigo.metrics import at_chance, classification_metrics, confusion, headline, rounded
 from exigo.models import load_checkpoint
 from exigo.params import load_params
 from exigo.plotting import plot_confusion, plot_mistakes
 from exigo.progress import progress_bar
 from exigo.training import loss_and_accuracy, predict
-from exigo.utils import resolve_device
+from exigo.utils import resolve_device, warn
 
 PLOTS = Path("plots/evaluate")
+DETAIL = Path("metrics/detail/evaluate.json")
 
 
 def main() -> None:
@@ -45,7 +47,10 @@ def main() -> None:
         "epoch": ckpt["epoch"],
         ckpt["score"]["metric"]: ckpt["score"]["value"],
     }
-    write_json(Path("metrics/evaluate.json"), rounded(metrics))
+    # DVC tracks the headline numbers (dvc exp show stays readable); the detail (weighted and
+    # per-class scores, the most-confused pairs, the checkpoint) goes beside them.
+    write_json(Path("metrics/evaluate.json"), rounded(headline(metrics)))
+    write_json(DETAIL, rounded(metrics))
 
     # One row per test image: DVC's confusion templates count them (x = predicted, y = actual).
     write_csv(
@@ -72,6 +77,11 @@ def main() -> None:
         f"test: accuracy {metrics['accuracy']:.4f}, loss {loss:.4f}, macro F1 {metrics['macro']['f1']:.4f} "
         f"on {len(y_true):,} images; {len(wrong)} mistakes"
     )
+    if at_chance(metrics["accuracy"], len(classes)):
+        warn(
+            f"test accuracy {metrics['accuracy']:.3f} is at chance level for {len(classes)} "
+            "classes: the model did not learn (see metrics/train/metrics.json)"
+        )
     for rank in metrics["confused"].values():
         print(f"  {classes[rank['true']]} taken for {classes[rank['predicted']]}: {rank['count']}×")
 

@@ -1,9 +1,9 @@
 """Where the network looks, and whether the maps mean anything.
 
 python -m stages.saliency   # reads params.yaml (base.seed, data.name, train.device, saliency),
-                            # models/{model,init}.pt and metrics/evaluate.json; writes
-                            # metrics/saliency.json, plots/saliency/{deletion,insertion}.csv
-                            # and plots/saliency/images/
+                            # models/{model,init}.pt and metrics/detail/evaluate.json;
+                            # writes metrics/saliency.json (headline), metrics/detail/
+                            # saliency.json, plots/saliency/{deletion,insertion}.csv, images/
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from exigo.utils import resolve_device, set_seed
 
 PLOTS = Path("plots/saliency")
 IMAGES = PLOTS / "images"
+EVALUATE_DETAIL = Path("metrics/detail/evaluate.json")  # the most-confused pairs
 
 
 def main() -> None:
@@ -50,7 +51,7 @@ def main() -> None:
     for m in (model, untrained):  # channels_last: faster convs on the CPU and CUDA, as in training
         m.to(memory_format=torch.channels_last)
     classes = tuple(ckpt["classes"])
-    confused = read_json("metrics/evaluate.json", "evaluate")["confused"]
+    confused = read_json(EVALUATE_DETAIL, "evaluate")["confused"]
     start = time.perf_counter()
     fast = fused_copy(model)  # batch norm folded into the convs: same outputs, faster
 
@@ -59,18 +60,24 @@ def main() -> None:
     chosen = select_images(test.labels, cfg.n_images, len(classes), seed)
     x = to_input(test.images[chosen])
     predicted = logits(fast, test.images[chosen], cfg.batch_size).argmax(1)
+    guessed = logits(untrained, test.images[chosen], cfg.batch_size).argmax(1)
     target = test.labels[chosen] if cfg.target == "true" else predicted
-    columns = [
-        f"{classes[t]} (pred. {classes[p]})"
-        for t, p in zip(test.labels[chosen], predicted, strict=True)
-    ]
+
+    def labelled(pred: torch.Tensor) -> list[str]:
+        return [
+            f"{classes[t]} (pred. {classes[p]})"
+            for t, p in zip(test.labels[chosen], pred, strict=True)
+        ]
+
     plot_before_after(
         gradient_rows(untrained, x, target, cfg),
         gradient_rows(model, x, target, cfg),
-        columns,
+        labelled(guessed),  # each half names its own model's prediction
+        labelled(predicted),
         IMAGES / "gradient.png",
         f"Gradient of the {cfg.target}-class logit; baseline: the gradient at an empty image",
     )
+    columns = labelled(predicted)
     maps = {m: attribute(model, x, target, m, cfg, seed) for m in cfg.methods}
     plot_methods(x[:, 0], maps, columns, IMAGES / "methods.png", f"Maps for the {cfg.target} class")
 
@@ -108,7 +115,8 @@ def main() -> None:
     write_csv(PLOTS / "deletion.csv", *curve_table(result.deletion, cfg.deletion_steps))
     write_csv(PLOTS / "insertion.csv", *curve_table(result.insertion, cfg.deletion_steps))
     metrics = rounded(result.metrics(cfg.flag_correlation))
-    write_json(Path("metrics/saliency.json"), metrics)
+    write_json(Path("metrics/detail/saliency.json"), metrics)  # every method, every block
+    write_json(Path("metrics/saliency.json"), rounded(result.headline(cfg.flag_correlation)))
 
     print(f"saliency: {len(subset):,} test images in {time.perf_counter() - start:.1f} s")
     print(f"  {'method':<22}{'deletion AUC':>14}{'insertion AUC':>15}{'randomised rho':>16}")
@@ -119,9 +127,13 @@ def main() -> None:
             if metrics["randomization_flagged"].get(m)
             else ""
         )
+        numbers = (metrics["deletion_auc"][m], metrics["insertion_auc"][m], rho)
         print(
-            f"  {m:<22}{metrics['deletion_auc'][m]:>14.3f}{metrics['insertion_auc'][m]:>15.3f}"
-            + ("" if rho is None else f"{rho:>16.3f}")
+            f"  {m:<22}"
+            + "".join(
+                f"{'—' if v is None else f'{v:.3f}':>{w}}"
+                for v, w in zip(numbers, (14, 15, 16), strict=True)
+            )
             + flag
         )
 

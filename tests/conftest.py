@@ -195,9 +195,10 @@ def stage_env(tmp_path) -> dict:
 def run_stage(
     name: str, project: Path, env: dict, check: bool = True
 ) -> subprocess.CompletedProcess:
-    """Run `python -m stages.<name>` in a project folder, as DVC would."""
+    """Run `python -m stages.<name> [args]` in a project folder, as DVC would."""
+    module, *args = name.split()
     result = subprocess.run(
-        [sys.executable, "-m", f"stages.{name}"],
+        [sys.executable, "-m", f"stages.{module}", *args],
         cwd=project,
         env=env,
         capture_output=True,
@@ -207,6 +208,17 @@ def run_stage(
     if check:
         assert result.returncode == 0, f"stage {name} failed:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+# The stages after download, in an order DVC could run them (what `dvc repro` runs, by hand).
+STAGES = (
+    "train",
+    "evaluate",
+    "saliency",
+    "embed_baseline pixels",
+    "embed_baseline untrained",
+    "embed",
+)
 
 
 @pytest.fixture

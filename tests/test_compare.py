@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -77,6 +78,32 @@ def test_report_holds_both_revisions(experiments):
             assert list((report / "images" / rev).glob(f"*{image}")), (rev, image)
     html = (report / "report.html").read_text()
     assert html.count("<img") >= 3 + 2 * 4 and "lr-high" in html
+    assert not re.search(r"\d\.\d{7,}", md + html)  # no float noise in the tables
+    assert "## Detail" in md and "per_class" in md  # the detail DVC does not track, diffed too
+
+    # A revision without results (the commit before the baseline) is named, with what to run.
+    result = sh(
+        [shutil.which("exigo"), "compare", "HEAD~1", "lr-high", "-o", "report2"], project, env
+    )
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "HEAD~1 has no results" in warnings[0], result.stderr
+    assert "git commit -m baseline" in warnings[0]
+    assert "HEAD~1" in (project / "report2" / "report.md").read_text().split("## Params")[0]
+
+
+def test_report_tables_have_no_float_noise_and_follow_the_pipeline():
+    from exigo.compare import HEADLINE_FILES, _fmt, _rows
+
+    assert _fmt(-0.006110999999999776) == "-0.0061"
+    assert _fmt(0.99283) == "0.9928" and _fmt(421642) == "421642" and _fmt(5.0) == "5"
+    assert _fmt(None) == "—" and _fmt(3.2e-05) == "3.20e-05" and _fmt("cnn") == "cnn"
+    diff = {
+        "metrics/embed.json": {"knn_acc_2d": {"old": 0.9, "new": 0.95, "diff": 0.05}},
+        "metrics/evaluate.json": {"accuracy": {"old": 0.97, "new": 0.98, "diff": 0.01}},
+        "metrics/train/metrics.json": {"val_acc": {"old": 0.96, "new": 0.97, "diff": 0.01}},
+    }
+    files = [row[0] for row in _rows(diff, HEADLINE_FILES)]
+    assert files == ["metrics/train/metrics.json", "metrics/evaluate.json", "metrics/embed.json"]
 
 
 def _browser():
@@ -282,8 +309,9 @@ def test_tensorboard_projector_in_chromium(experiments):
         page.goto(f"{base}/#projector")
         # The projector is a Polymer app in an iframe: read the text of every frame's shadow DOM.
         wanted = (
-            "learned:00000 100x16",  # our tensors: 100 test points, the tiny model's 16-d features
-            "untrained:00000 100x16",
+            # our tensors, named for what they are: 100 test points, the tiny model's 16-d features
+            "learned features (trained model) 100x16",
+            "untrained features (initial weights) 100x16",
             "Label by label class predicted correct",  # our metadata columns
             "Points: 100",
             "Dimension: 16",

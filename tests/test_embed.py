@@ -23,7 +23,7 @@ from exigo.models import load_checkpoint
 
 @pytest.fixture
 def embedded(tiny_project, stage_env):
-    for stage in ("train", "embed"):
+    for stage in ("train", "embed_baseline pixels", "embed_baseline untrained", "embed"):
         run_stage(stage, tiny_project, stage_env)
     return tiny_project
 
@@ -75,31 +75,34 @@ def tensorboard(embedded):
 
 
 def test_tensorboard_projector_serves_our_points(tensorboard):
+    from urllib.parse import quote
+
     base, project = tensorboard
     projector = f"{base}/data/plugin/projector"
     (run,) = json.loads(get(f"{projector}/runs"))
+    assert run == "test_embeddings"  # named for what it holds, not "."
     info = json.loads(get(f"{projector}/info?run={run}"))
     names = {e["tensorName"]: e for e in info["embeddings"]}
-    assert set(names) == {"learned:00000", "untrained:00000"}
+    learned_name = "learned features (trained model)"
+    assert set(names) == {learned_name, "untrained features (initial weights)"}
+    query = f"run={run}&name={quote(learned_name)}"
 
     # The tensor it serves is our model's penultimate features of the test images.
     data = load_dataset(project / "data/idx")
     model, _ = load_checkpoint(project / "models/model.pt")
     feats, pred = extract_features(model, data.test, 64, torch.device("cpu"))
-    learned = names["learned:00000"]
+    learned = names[learned_name]
     assert learned["tensorShape"] == list(feats.shape)
-    served = np.frombuffer(
-        get(f"{projector}/tensor?run={run}&name=learned:00000"), dtype=np.float32
-    )
+    served = np.frombuffer(get(f"{projector}/tensor?{query}"), dtype=np.float32)
     np.testing.assert_allclose(served.reshape(feats.shape), feats, rtol=1e-4, atol=1e-5)
 
-    rows = get(f"{projector}/metadata?run={run}&name=learned:00000").decode().splitlines()
+    rows = get(f"{projector}/metadata?{query}").decode().splitlines()
     assert rows[0].split("\t") == ["label", "class", "predicted", "correct"]
     first = rows[1].split("\t")
     assert first[0] == str(int(data.test.labels[0])) and first[2] == str(int(pred[0]))
     assert len(rows) == len(data.test) + 1
 
-    sprite = get(f"{projector}/sprite_image?run={run}&name=learned:00000")
+    sprite = get(f"{projector}/sprite_image?{query}")
     with Image.open(__import__("io").BytesIO(sprite)) as img:
         side = int(np.ceil(np.sqrt(len(data.test)))) * 28
         assert img.size == (side, side)
@@ -108,7 +111,7 @@ def test_tensorboard_projector_serves_our_points(tensorboard):
         assert np.abs(top_left - data.test.images[0].numpy().astype(int)).max() <= 1
 
     tags = json.loads(get(f"{base}/data/plugin/scalars/tags"))
-    assert {"loss/train", "loss/val", "acc/train", "acc/val"} <= set(tags[run])
+    assert {"loss/train", "loss/val", "acc/train", "acc/val", "lr"} <= set(tags["training"])
 
 
 def test_stage_outputs_and_determinism(embedded, stage_env):
@@ -117,7 +120,7 @@ def test_stage_outputs_and_determinism(embedded, stage_env):
     with (project / "plots/embed/embedding.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == n and set(rows[0]) == {"x", "y", "class", "predicted", "correct"}
-    metrics = json.loads((project / "metrics/embed.json").read_text())
+    metrics = json.loads((project / "metrics/detail/embed.json").read_text())
     assert set(metrics) == {"learned", "untrained", "pixels"}
     for values in metrics.values():
         assert set(values) == {
@@ -128,10 +131,15 @@ def test_stage_outputs_and_determinism(embedded, stage_env):
             "silhouette_full",
         }
         assert 0 <= values["trustworthiness"] <= 1 and 0 <= values["knn_acc_2d"] <= 1
+    tracked = json.loads((project / "metrics/embed.json").read_text())  # what DVC shows
+    assert tracked == {
+        k: metrics["learned"][k] for k in ("trustworthiness", "knn_acc_2d", "silhouette_2d")
+    }
     with Image.open(project / "plots/embed/images/embedding.png") as img:
         assert img.width > 2 * img.height  # three maps side by side
     before = {
-        p: (project / p).read_bytes() for p in ("metrics/embed.json", "plots/embed/embedding.csv")
+        p: (project / p).read_bytes()
+        for p in ("metrics/embed.json", "metrics/detail/embed.json", "plots/embed/embedding.csv")
     }
     run_stage("embed", project, stage_env)
     assert before == {p: (project / p).read_bytes() for p in before}

@@ -56,9 +56,13 @@ def test_evaluate_stage_outputs(tiny_project, stage_env):
     run_stage("train", tiny_project, stage_env)
     out = run_stage("evaluate", tiny_project, stage_env).stdout
     assert "test: accuracy" in out
-    metrics = json.loads((tiny_project / "metrics/evaluate.json").read_text())
+    tracked = json.loads((tiny_project / "metrics/evaluate.json").read_text())
+    assert set(tracked) == {"accuracy", "loss", "macro"}  # DVC shows the headline numbers
+    assert set(tracked["macro"]) == {"precision", "recall", "f1"}
+    metrics = json.loads((tiny_project / "metrics/detail/evaluate.json").read_text())
     for key in ("loss", "accuracy", "macro", "weighted", "per_class", "confused", "checkpoint"):
         assert key in metrics
+    assert all(tracked[k] == metrics[k] for k in tracked)
     assert set(metrics["per_class"]) == {str(d) for d in range(10)}
 
     # The plot data: one row per test image, `actual` is the true class, in test order.
@@ -140,7 +144,9 @@ def test_missing_or_damaged_inputs_are_one_line_errors(tiny_project, stage_env):
     )
     run_stage("train", tiny_project, stage_env)
     no_metrics = run_stage("saliency", tiny_project, stage_env, check=False)
-    _one_line_error(no_metrics, "metrics/evaluate.json: missing; run the evaluate stage first")
+    _one_line_error(
+        no_metrics, "metrics/detail/evaluate.json: missing; run the evaluate stage first"
+    )
 
     ckpt = tiny_project / "models/model.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:500])  # a truncated checkpoint
@@ -151,3 +157,28 @@ def test_missing_or_damaged_inputs_are_one_line_errors(tiny_project, stage_env):
     _one_line_error(
         run_stage("train", tiny_project, stage_env, check=False), "data/idx/test.pt: unreadable"
     )
+
+
+def test_a_model_that_learned_nothing_gets_warnings_not_tracebacks(tiny_project, stage_env):
+    """All-zero weights and biases: every penultimate feature is 0 for every image (as with dead
+    ReLUs). evaluate, saliency and embed finish, each saying so in one line."""
+    from conftest import STAGES
+
+    from exigo.models import save_checkpoint
+
+    run_stage("train", tiny_project, stage_env)
+    ckpt = torch.load(tiny_project / "models/model.pt", weights_only=True)
+    state = {
+        k: torch.zeros_like(v) if k.endswith((".weight", ".bias")) else v  # buffers stay
+        for k, v in ckpt.pop("state_dict").items()
+    }
+    save_checkpoint(tiny_project / "models/model.pt", state, **ckpt)
+    warnings = []
+    for stage in STAGES[1:]:
+        result = run_stage(stage, tiny_project, stage_env)
+        assert "Traceback" not in result.stderr, result.stderr
+        warnings += [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert any("test accuracy" in w and "chance level" in w for w in warnings), warnings
+    assert any("learned features are the same for every test image" in w for w in warnings)
+    embed = json.loads((tiny_project / "metrics/embed.json").read_text())
+    assert embed == {"trustworthiness": None, "knn_acc_2d": None, "silhouette_2d": None}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from conftest import dvc, history, mlflow_runs, sh
@@ -11,21 +12,31 @@ from conftest import dvc, history, mlflow_runs, sh
 def test_repro_experiments_diffs_and_mlflow(repo):
     project, env = repo
     out = dvc("repro", cwd=project, env=env).stdout
-    for stage in ("download", "train", "evaluate", "saliency", "embed", "track"):
+    for stage in (
+        "vega_bundle",
+        "download",
+        "train",
+        "evaluate",
+        "saliency",
+        "embed_pixels",
+        "embed_untrained",
+        "embed",
+        "track",
+    ):
         assert f"Running stage '{stage}'" in out
     for path in (
         "data/idx/train.pt",
         "models/model.pt",
         "models/init.pt",
-        "metrics/train.json",
+        "metrics/train/metrics.json",
         "metrics/evaluate.json",
-        "plots/train/history.csv",
+        "metrics/train/plots/metrics/val_acc.tsv",
         "plots/evaluate/confusion.csv",
         "plots/evaluate/images/confusion.png",
         "metrics/embed.json",
         "plots/embed/embedding.csv",
         "plots/embed/images/embedding.png",
-        "logs/projector_config.pbtxt",
+        "logs/test_embeddings/projector_config.pbtxt",
         "metrics/saliency.json",
         "plots/saliency/deletion.csv",
         "plots/saliency/insertion.csv",
@@ -36,9 +47,9 @@ def test_repro_experiments_diffs_and_mlflow(repo):
     assert len(runs) == 1
     run = runs[0]
     assert run.data.params["train.lr"] == "0.01" and run.data.params["data.name"] == "idx"
-    for key in ("evaluate.accuracy", "train.best_epoch", "embed.learned.knn_acc_2d"):
+    for key in ("evaluate.accuracy", "train.best_epoch", "embed.knn_acc_2d"):
         assert key in run.data.metrics, key
-    assert "saliency.deletion_auc.random" in run.data.metrics
+    assert "saliency.random_deletion_auc" in run.data.metrics
     assert history(project, run.info.run_id) == [1, 2]
     head = sh(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
     assert run.data.tags["mlflow.source.git.commit"] == head
@@ -48,9 +59,19 @@ def test_repro_experiments_diffs_and_mlflow(repo):
     assert "Running stage" not in out
     assert len(mlflow_runs(project)) == 1
 
-    # Commit the baseline the way a user would, then run an experiment.
-    sh(["git", "add", "dvc.lock", "metrics", "plots"], project, env)
+    # Commit the baseline the way a user would (with a DVC remote), then run an experiment.
+    dvc("remote", "add", "-d", "shared", str(project.parent / "dvc-remote"), cwd=project, env=env)
+    dvc("push", cwd=project, env=env)
+    sh(["git", "add", ".dvc/config", "dvc.lock", "metrics", "plots"], project, env)
     sh(["git", "commit", "-qm", "baseline"], project, env)
+
+    # The model is a DVC artifact: a version registered with GTO (a git tag) is fetched by name
+    # from another folder, through the DVC remote.
+    sh([shutil.which("gto"), "register", "classifier"], project, env)
+    elsewhere = project.parent / "elsewhere"
+    elsewhere.mkdir()
+    dvc("artifacts", "get", str(project), "classifier", "-o", "model.pt", cwd=elsewhere, env=env)
+    assert (elsewhere / "model.pt").read_bytes() == (project / "models/model.pt").read_bytes()
     out = dvc("exp", "run", "-S", "train.lr=0.02", "--name", "lr-high", cwd=project, env=env).stdout
     assert "Running stage 'download'" not in out  # a train param does not re-run download
     runs = mlflow_runs(project)
@@ -104,7 +125,7 @@ def test_repro_experiments_diffs_and_mlflow(repo):
     diff = json.loads(
         dvc("metrics", "diff", "HEAD", "sal", "--all", "--json", cwd=project, env=env).stdout
     )
-    assert set(diff["metrics/saliency.json"]["deletion_auc.random"]) >= {"old", "new"}
+    assert set(diff["metrics/saliency.json"]["random_deletion_auc"]) >= {"old", "new"}
 
 
 def test_restored_from_run_cache_still_logs_one_complete_run(repo):
@@ -134,3 +155,65 @@ def test_temp_experiment_logs_to_the_project_database(repo):
     assert [r.data.tags.get("dvc.exp_name") for r in runs] == ["in-temp"]
     assert runs[0].data.params["train.epochs"] == "1"
     assert not list((project / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def _running_train_metrics(shown: list) -> list[dict]:
+    """metrics/train/metrics.json of every experiment `dvc exp show --json` lists as running."""
+    found = []
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            if (exp.get("executor") or {}).get("state") != "running":
+                continue
+            for rev in exp.get("revs") or []:
+                metrics = ((rev.get("data") or {}).get("metrics") or {}).get(
+                    "metrics/train/metrics.json", {}
+                )
+                if metrics.get("data"):
+                    found.append(metrics["data"])
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["workspace", "temp", "queue"])
+def test_exp_show_follows_a_running_experiment(repo, how):
+    """DVCLive writes metrics/train/metrics.json after every epoch: `dvc exp show` shows the
+    running experiment's latest epoch while it still trains (in the workspace, --temp, queued)."""
+    import shutil
+    import subprocess
+    import time
+
+    project, env = repo
+    epochs = 60  # tiny data: long enough to catch it mid-training
+    args = ["exp", "run", "-S", f"train.epochs={epochs}", "-S", "model.channels=[32,64]"]
+    dvc_exe = shutil.which("dvc")
+    if how == "queue":
+        dvc(*args, "--queue", "-n", "live-q", cwd=project, env=env)
+        proc = subprocess.Popen(
+            [dvc_exe, "queue", "start"], cwd=project, env=env, stdout=subprocess.DEVNULL
+        )
+    else:
+        extra = ["--temp"] if how == "temp" else []
+        proc = subprocess.Popen(
+            [dvc_exe, *args, *extra, "-n", f"live-{how}"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    seen: list[int] = []
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            shown = json.loads(dvc("exp", "show", "--json", cwd=project, env=env).stdout)
+            steps = [m.get("step") for m in _running_train_metrics(shown)]
+            seen += [s for s in steps if isinstance(s, int) and 1 <= s < epochs]
+            if seen:
+                break
+            time.sleep(1)
+    finally:
+        if how == "queue":
+            dvc("queue", "kill", "live-q", cwd=project, env=env, check=False)
+            dvc("queue", "stop", "--kill", cwd=project, env=env, check=False)
+        proc.terminate()
+        proc.wait(timeout=120)
+    assert seen, "dvc exp show never showed the running experiment's epoch"

@@ -178,12 +178,12 @@ def test_stage_outputs(tiny_project, stage_env):
     assert png_size(images / "gradient.png") == expected_size(5, cfg.n_images, 2)
     assert png_size(images / "methods.png") == expected_size(1 + m, cfg.n_images)
     assert png_size(images / "class_means.png") == expected_size(1 + m, 10)
-    evaluate = json.loads((tiny_project / "metrics/evaluate.json").read_text())
+    evaluate = json.loads((tiny_project / "metrics/detail/evaluate.json").read_text())
     n_pairs = min(cfg.n_pairs, len(evaluate["confused"]))
     if n_pairs:
         assert png_size(images / "confused_pairs.png")[1] == expected_size(1 + 2 * m, 1)[1]
 
-    metrics = json.loads((tiny_project / "metrics/saliency.json").read_text())
+    metrics = json.loads((tiny_project / "metrics/detail/saliency.json").read_text())
     assert metrics["n_images"] == cfg.n_eval
     for key in ("deletion_auc", "insertion_auc"):
         assert set(metrics[key]) == {*cfg.methods, RANDOM}
@@ -193,6 +193,16 @@ def test_stage_outputs(tiny_project, stage_env):
     cascade = metrics["randomization_cascade"]["gradient"]
     assert list(cascade) == ["head", "fc", "conv2", "conv1"]  # from the logits down
     assert cascade["conv1"] == metrics["randomization_spearman"]["gradient"]
+    # DVC tracks a headline: the best method by deletion AUC, and the random order's AUC.
+    tracked = json.loads((tiny_project / "metrics/saliency.json").read_text())
+    best = min(cfg.methods, key=lambda m: metrics["deletion_auc"][m])
+    assert tracked == {
+        "best_method": best,
+        "deletion_auc": metrics["deletion_auc"][best],
+        "insertion_auc": metrics["insertion_auc"][best],
+        "random_deletion_auc": metrics["deletion_auc"][RANDOM],
+        "flagged": sum(metrics["randomization_flagged"].values()),
+    }
     for name in ("deletion", "insertion"):
         lines = (tiny_project / f"plots/saliency/{name}.csv").read_text().splitlines()
         assert lines[0] == ",".join(["fraction", *METHODS, RANDOM])
@@ -209,3 +219,13 @@ def test_bad_params_give_one_clear_line(tmp_path, stage_env):
         "'integrated_gradients', 'smoothgrad' or 'gradcam' (got 'lime')"
     )
     assert not (project / "metrics").exists() and not (project / "plots").exists()
+
+
+def test_blank_gradcam_maps_are_explained_on_the_figure():
+    """Grad-CAM keeps only positive evidence; where its map is blank the figure says so."""
+    from exigo.saliency_plots import BLANK_GRADCAM, _notes
+
+    maps = np.random.default_rng(0).random((4, 28, 28))
+    maps[2] = 0.0
+    assert _notes("gradcam", maps) == {2: BLANK_GRADCAM}
+    assert _notes("gradient", maps) == {}

@@ -18,8 +18,22 @@ from pathlib import Path
 
 from exigo.errors import ExigoError
 from exigo.io import write_bytes
+from exigo.utils import warn
 
 WORKSPACE = "workspace"
+# The headline metrics files in pipeline order (rows follow it), and the detail DVC does not track
+# as metrics but diffs all the same when asked for them by path.
+HEADLINE_FILES = (
+    "metrics/train/metrics.json",
+    "metrics/evaluate.json",
+    "metrics/saliency.json",
+    "metrics/embed.json",
+)
+DETAIL_FILES = (
+    "metrics/detail/evaluate.json",
+    "metrics/detail/saliency.json",
+    "metrics/detail/embed.json",
+)
 
 
 def dvc(*args: str, cwd: Path) -> str:
@@ -48,12 +62,31 @@ def _diff_args(base: str, other: str) -> list[str]:
 @dataclass
 class Report:
     revs: list[str]
-    params_md: list[tuple[str, str]] = field(default_factory=list)  # (title, markdown)
-    metrics_md: list[tuple[str, str]] = field(default_factory=list)
     params: list[tuple[str, dict]] = field(default_factory=list)  # (title, dvc --json)
     metrics: list[tuple[str, dict]] = field(default_factory=list)
+    detail: list[tuple[str, dict]] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)  # rev -> what to run for results
     charts: dict[str, str] = field(default_factory=dict)  # plot id -> png path (relative)
     images: dict[str, dict[str, str]] = field(default_factory=dict)  # image id -> rev -> path
+
+
+def _sides(diff: dict) -> tuple[bool, bool]:
+    """Whether the old and the new revision of a `dvc metrics diff --json` have any value."""
+    changes = [c for entries in diff.values() for c in entries.values()]
+    return (
+        any(c.get("old") is not None for c in changes),
+        any(c.get("new") is not None for c in changes),
+    )
+
+
+def _what_to_run(rev: str) -> str:
+    if rev == WORKSPACE:
+        return "the workspace has no results: run dvc repro"
+    return (
+        f"{rev} has no results (no dvc.lock or metrics committed there): commit a baseline "
+        "with dvc repro && git add dvc.lock metrics plots && git commit -m baseline, "
+        "or compare experiments by name"
+    )
 
 
 def _safe(name: str) -> str:
@@ -69,15 +102,21 @@ def build(revs: list[str], out_dir: Path, cwd: Path = Path(".")) -> Report:
     base = revs[0]
     for other in revs[1:]:
         title = f"{base} → {other}"
-        for kind, md_list, json_list in (
-            ("params", report.params_md, report.params),
-            ("metrics", report.metrics_md, report.metrics),
-        ):
-            args = [kind, "diff", *_diff_args(base, other)]
-            if kind == "metrics":
-                args.append("--all")  # every metric with both values, not only the changed ones
-            md_list.append((title, dvc(*args, "--md", cwd=cwd).strip()))
-            json_list.append((title, json.loads(dvc(*args, "--json", cwd=cwd) or "{}")))
+        pair = _diff_args(base, other)
+        report.params.append(
+            (title, json.loads(dvc("params", "diff", *pair, "--json", cwd=cwd) or "{}"))
+        )
+        metrics = json.loads(dvc("metrics", "diff", *pair, "--all", "--json", cwd=cwd) or "{}")
+        report.metrics.append((title, metrics))
+        has_old, has_new = _sides(metrics)
+        for rev, has in ((base, has_old), (other, has_new)):
+            if not has and rev not in report.missing:
+                report.missing[rev] = _what_to_run(rev)
+                warn(f"exigo compare: {report.missing[rev]}")
+        detail = dvc(
+            "metrics", "diff", *pair, "--all", "--json", "--targets", *DETAIL_FILES, cwd=cwd
+        )
+        report.detail.append((title, json.loads(detail or "{}")))
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Built beside out_dir, then renamed into place: same filesystem, never half-written.
@@ -110,12 +149,63 @@ def build(revs: list[str], out_dir: Path, cwd: Path = Path(".")) -> Report:
     return report
 
 
+def _fmt(value: object) -> str:
+    """A number as a reader wants it: no float noise (0.0061, not -0.006110999999999776)."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1:
+        return str(int(value))
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e-3:
+        return f"{value:.4f}".rstrip("0").rstrip(".")
+    return f"{value:.2e}"
+
+
+def _rows(diff: dict, order: tuple[str, ...] = ()) -> list[tuple[str, str, str, str, str]]:
+    """(file, key, old, new, change) rows: files in pipeline order, keys in each file's order."""
+    files = [f for f in order if f in diff] + sorted(f for f in diff if f not in order)
+    rows = []
+    for path in files:
+        for key, change in diff[path].items():
+            delta = change.get("diff")
+            rows.append(
+                (
+                    path,
+                    key,
+                    _fmt(change.get("old")),
+                    _fmt(change.get("new")),
+                    "" if delta is None else _fmt(delta),
+                )
+            )
+    return rows
+
+
+def _sections(r: Report) -> list[tuple[str, list[tuple[str, dict]], tuple[str, ...]]]:
+    return [
+        ("Params", r.params, ()),
+        ("Metrics", r.metrics, HEADLINE_FILES),
+        ("Detail", r.detail, DETAIL_FILES),
+    ]
+
+
 def markdown(r: Report) -> str:
     lines = [f"# exigo: {' vs '.join(r.revs)}", ""]
-    for heading, items in (("Params", r.params_md), ("Metrics", r.metrics_md)):
+    lines += [f"> **{rev}**: {what}" for rev, what in r.missing.items()]
+    lines += [""] if r.missing else []
+    for heading, items, order in _sections(r):
         lines += [f"## {heading}", ""]
-        for title, md in items:
-            lines += [f"**{title}**", "", md or "_no changes_", ""]
+        for title, diff in items:
+            rows = _rows(diff, order)
+            lines += [f"**{title}**", ""]
+            if not rows:
+                lines += ["_no changes_", ""]
+                continue
+            lines += ["| file | key | old | new | change |", "|---|---|---:|---:|---:|"]
+            lines += ["| " + " | ".join(row) + " |" for row in rows]
+            lines.append("")
     lines += ["## Plots", ""]
     for plot_id, path in r.charts.items():
         lines += [f"### {plot_id}", "", f"![{plot_id}]({path})", ""]
@@ -133,24 +223,15 @@ def markdown(r: Report) -> str:
     return "\n".join(lines)
 
 
-def _table(diff: dict) -> str:
-    rows = []
-    for path, entries in diff.items():
-        for key, change in entries.items():
-            old, new = change.get("old"), change.get("new")
-            delta = change.get("diff")
-            rows.append(
-                "<tr>"
-                + "".join(
-                    f"<td>{html.escape(str(c))}</td>"
-                    for c in (path, key, old, new, "" if delta is None else delta)
-                )
-                + "</tr>"
-            )
+def _table(diff: dict, order: tuple[str, ...]) -> str:
+    rows = _rows(diff, order)
     if not rows:
         return "<p><em>no changes</em></p>"
     head = "<tr><th>file</th><th>key</th><th>old</th><th>new</th><th>change</th></tr>"
-    return f"<table>{head}{''.join(rows)}</table>"
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table>{head}{body}</table>"
 
 
 def to_html(r: Report) -> str:
@@ -159,14 +240,18 @@ def to_html(r: Report) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>exigo: {esc(' vs '.join(r.revs))}</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+        "td:nth-child(n+3){text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}"
+        ".missing{background:#fff3cd;border:1px solid #e0c36a;padding:.5em 1em}"
         ".side{display:flex;gap:1em}.side figure{margin:0;flex:1}</style></head><body>",
         f"<h1>exigo: {esc(' vs '.join(r.revs))}</h1>",
     ]
-    for heading, items in (("Params", r.params), ("Metrics", r.metrics)):
+    for rev, what in r.missing.items():
+        parts.append(f"<p class='missing'><b>{esc(rev)}</b>: {esc(what)}</p>")
+    for heading, items, order in _sections(r):
         parts.append(f"<h2>{heading}</h2>")
         for title, diff in items:
-            parts.append(f"<h3>{esc(title)}</h3>{_table(diff)}")
+            parts.append(f"<h3>{esc(title)}</h3>{_table(diff, order)}")
     parts.append("<h2>Plots</h2>")
     for plot_id, path in r.charts.items():
         parts.append(

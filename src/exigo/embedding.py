@@ -7,10 +7,16 @@ k-fold) in the map and in the full space, and the silhouette score by true label
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from exigo.data import Split, batches
+from exigo.errors import ExigoError
+from exigo.metrics import constant_features
+
+QUALITY = ("trustworthiness", "knn_acc_2d", "knn_acc_full", "silhouette_2d", "silhouette_full")
 
 
 @torch.no_grad()
@@ -84,3 +90,35 @@ def pick_points(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
         np.arange(len(labels)), test_size=n, stratify=labels, random_state=seed
     )
     return np.sort(keep)
+
+
+def map_space(
+    x: np.ndarray,
+    labels: np.ndarray,
+    method: str,
+    seed: int,
+    perplexity: float,
+    pca_dims: int,
+    k: int,
+    folds: int,
+) -> tuple[np.ndarray, dict[str, float | None]]:
+    """The 2-D map of one feature space and its quality numbers. Constant features (a model whose
+    ReLUs all died, or one that learned nothing) have no map: zeros, and None for every number."""
+    if constant_features(x):
+        return np.zeros((len(x), 2), dtype=np.float32), dict.fromkeys(QUALITY)
+    xy = project(x, method, seed, perplexity, pca_dims)
+    return xy, quality(x, xy, labels, k, folds, seed)
+
+
+def read_map(path: Path | str, made_by: str) -> np.ndarray:
+    """(N, 2) map coordinates from a CSV with x, y columns (what write_map wrote)."""
+    path = Path(path)
+    try:
+        xy = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(0, 1), dtype=np.float32, ndmin=2)
+    except FileNotFoundError:
+        raise ExigoError(
+            f"{path}: missing; run the {made_by} stage first (dvc repro {made_by})"
+        ) from None
+    except ValueError as exc:
+        raise ExigoError(f"{path}: unreadable ({exc}); run dvc repro {made_by} again") from None
+    return xy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -61,13 +62,30 @@ def classification_metrics(
     return out
 
 
+def headline(metrics: dict) -> dict:
+    """The numbers experiments are compared by: accuracy, loss, macro precision/recall/F1."""
+    return {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "macro": metrics["macro"]}
+
+
 def rounded(tree: dict, digits: int = 6) -> dict:
-    """Round every float in a nested dict (stable, readable metrics files)."""
+    """Round every float in a nested dict (stable, readable metrics files); NaN/inf become None
+    (null in JSON: undefined, as for a map of constant features)."""
     return {
         k: rounded(v, digits)
         if isinstance(v, dict)
-        else round(v, digits)
+        else (round(v, digits) if math.isfinite(v) else None)
         if isinstance(v, float)
         else v
         for k, v in tree.items()
     }
+
+
+def constant_features(x: np.ndarray) -> bool:
+    """True when every feature is the same for every row (e.g. all ReLUs dead), or not finite."""
+    x = np.asarray(x, dtype=np.float64)
+    return bool(len(x) < 2 or not np.isfinite(x).all() or np.ptp(x, axis=0).max() <= 1e-12)
+
+
+def at_chance(accuracy: float, n_classes: int) -> bool:
+    """An accuracy a model that learned nothing gets (up to 1.5x chance)."""
+    return accuracy <= 1.5 / n_classes

@@ -311,6 +311,20 @@ class Evaluation:
             "randomization_cascade": {m: dict(c) for m, c in self.randomization.items()},
         }
 
+    def headline(self, flag_correlation: float) -> dict:
+        """The few numbers DVC tracks: the method with the lowest deletion AUC, its two AUCs,
+        the random order's deletion AUC, and how many methods the randomisation check flags."""
+        detail = self.metrics(flag_correlation)
+        methods = [m for m in self.deletion_auc if m != RANDOM]
+        best = min(methods, key=lambda m: (self.deletion_auc[m], methods.index(m)))
+        return {
+            "best_method": best,
+            "deletion_auc": self.deletion_auc[best],
+            "insertion_auc": self.insertion_auc[best],
+            "random_deletion_auc": self.deletion_auc[RANDOM],
+            "flagged": sum(detail["randomization_flagged"].values()),
+        }
+
 
 def evaluate_maps(
     model: nn.Module, x: torch.Tensor, predicted: torch.Tensor, cfg: SaliencyParams, seed: int

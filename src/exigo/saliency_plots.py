@@ -35,6 +35,7 @@ class Row:
     maps: np.ndarray
     scale: str | None = None
     grey: bool = False
+    notes: dict[int, str] = field(default_factory=dict)  # column -> text drawn over its map
 
 
 @dataclass
@@ -99,6 +100,9 @@ def plot_grids(panels: Sequence[Panel], path: Path, title: str) -> None:
                 interpolation="nearest",
             )  # fmt: skip
             ax.set_ylabel(row.label, fontsize=8)
+            for c, note in row.notes.items():
+                ax.text(c * (w + GAP) + (w - 1) / 2, (h - 1) / 2, note, ha="center", va="center",
+                        fontsize=5, color="0.35")  # fmt: skip
             if r == 0 and panel.columns:
                 ax.xaxis.tick_top()
                 ax.set_xticks(
@@ -116,20 +120,51 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
+# Grad-CAM weights each channel of the last conv layer by its gradient averaged over positions,
+# and keeps only the positive part. Our heads are position-specific (flatten + linear), so those
+# averages can cancel: for some images (class 9 on MNIST, often) the weighted sum is <= 0
+# everywhere and the map is blank. The figure says so instead of showing an empty square.
+BLANK_GRADCAM = "no positive\nGrad-CAM\nevidence"
+
+
+def _notes(label: str, maps: np.ndarray) -> dict[int, str]:
+    if label != "gradcam" or not len(maps):
+        return {}
+    peaks = np.abs(maps).reshape(len(maps), -1).max(1)
+    return {int(c): BLANK_GRADCAM for c in np.flatnonzero(peaks <= 0.01 * peaks.max(initial=0))}
+
+
 def _rows(rows: dict) -> list[Row]:
     return [
-        Row(LABELS.get(label, label), _np(maps), grey=label in GREY_ROWS)
+        Row(
+            LABELS.get(label, label),
+            _np(maps),
+            grey=label in GREY_ROWS,
+            notes=_notes(label, _np(maps)),
+        )
         for label, maps in rows.items()
     ]
 
 
 def plot_before_after(
-    before: dict, after: dict, columns: Sequence[str], path: Path, title: str
+    before: dict,
+    after: dict,
+    columns_before: Sequence[str],
+    columns_after: Sequence[str],
+    path: Path,
+    title: str,
 ) -> None:
-    """The same rows for the untrained and the trained model, side by side."""
+    """The same rows for the untrained and the trained model, side by side. Each half's columns
+    carry its own model's prediction; its title states its gradient scale, which differs by
+    orders of magnitude between an untrained and a trained network."""
+
+    def scale(rows: dict) -> str:
+        peak = float(np.abs(_np(rows["saliency"])).max(initial=0.0)) if "saliency" in rows else 0
+        return f", gradients within ±{peak:.2g}" if peak else ""
+
     panels = [
-        Panel("before training (initial weights)", _rows(before), columns),
-        Panel("after training", _rows(after), columns),
+        Panel(f"before training (initial weights){scale(before)}", _rows(before), columns_before),
+        Panel(f"after training{scale(after)}", _rows(after), columns_after),
     ]
     plot_grids(panels, path, title)
 
@@ -148,6 +183,9 @@ def plot_pairs(
     the predicted class, the two on one colour scale."""
     rows = [Row("source", _np(source), grey=True)]
     for m in true_maps:
-        rows.append(Row(f"{LABELS.get(m, m)}\n(true class)", _np(true_maps[m]), scale=m))
-        rows.append(Row(f"{LABELS.get(m, m)}\n(predicted)", _np(pred_maps[m]), scale=m))
+        for maps, which in ((true_maps[m], "true class"), (pred_maps[m], "predicted")):
+            values = _np(maps)
+            rows.append(
+                Row(f"{LABELS.get(m, m)}\n({which})", values, scale=m, notes=_notes(m, values))
+            )
     plot_grids([Panel("", rows, columns)], path, title)

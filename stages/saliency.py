@@ -15,7 +15,7 @@ import torch
 
 from exigo.data import load_dataset, to_input
 from exigo.errors import run_stage
-from exigo.io import read_json, write_csv, write_json
+from exigo.io import read_json, require, unreadable, write_csv, write_json
 from exigo.metrics import rounded
 from exigo.models import load_checkpoint
 from exigo.params import load_params
@@ -37,7 +37,31 @@ from exigo.utils import resolve_device, set_seed
 
 PLOTS = Path("plots/saliency")
 IMAGES = PLOTS / "images"
-EVALUATE_DETAIL = Path("metrics/detail/evaluate.json")  # the most-confused pairs
+EVALUATION = Path("metrics/detail/evaluate.json")  # the most-confused pairs
+
+
+def confused_pairs(path: Path, n_pairs: int, n_classes: int) -> list[tuple[int, int]]:
+    """The most-confused (true, predicted) class pairs that evaluate recorded (fewer when the
+    model confuses fewer); a file missing them, or naming no class, is one clear line."""
+    evaluation = read_json(path, "evaluate")
+    require(evaluation, ["confused"], path, "evaluate")
+    confused = evaluation["confused"]
+    if not isinstance(confused, dict):
+        raise unreadable(path, "'confused' is not a mapping", "evaluate")
+    ranks = [f"top{i}" for i in range(1, n_pairs + 1) if f"top{i}" in confused]
+    require(
+        evaluation,
+        [f"confused.{r}.{k}" for r in ranks for k in ("true", "predicted")],
+        path,
+        "evaluate",
+    )
+    pairs = [(confused[r]["true"], confused[r]["predicted"]) for r in ranks]
+    for rank, pair in zip(ranks, pairs, strict=True):
+        if not all(isinstance(c, int) and 0 <= c < n_classes for c in pair):
+            raise unreadable(
+                path, f"confused.{rank} names no class of 0..{n_classes - 1}", "evaluate"
+            )
+    return pairs
 
 
 def main() -> None:
@@ -51,7 +75,7 @@ def main() -> None:
     for m in (model, untrained):  # channels_last: faster convs on the CPU and CUDA, as in training
         m.to(memory_format=torch.channels_last)
     classes = tuple(ckpt["classes"])
-    confused = read_json(EVALUATE_DETAIL, "evaluate")["confused"]
+    pairs = confused_pairs(EVALUATION, cfg.n_pairs, len(classes))
     start = time.perf_counter()
     fast = fused_copy(model)  # batch norm folded into the convs: same outputs, faster
 
@@ -97,8 +121,6 @@ def main() -> None:
     )
 
     # The most-confused pairs (from evaluate): maps for the true and for the predicted class.
-    ranks = [confused[f"top{i}"] for i in range(1, cfg.n_pairs + 1) if f"top{i}" in confused]
-    pairs = [(r["true"], r["predicted"]) for r in ranks]
     if found := confused_pair_maps(fast, test.images, test.labels, pairs, cfg, seed):
         plot_pairs(
             to_input(test.images[found.index])[:, 0],

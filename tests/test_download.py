@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
+import re
+import shutil
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import FILES, idx_bytes, make_project, read_files, tiny_params
+from conftest import FILES, idx_bytes, make_project, read_files, tiny_params, write_tiny_idx
 
 from exigo.datasets import BUILTIN, DatasetSpec, IdxFile, custom_spec, load_mnist_sample
-from exigo.download import VerifyError, fetch_dataset, verify
+from exigo.download import (
+    DEADLINE_ENV,
+    Cache,
+    VerifyError,
+    default_deadline,
+    fetch_dataset,
+    fetch_file,
+    verify,
+)
 from exigo.errors import DownloadError
 
 
@@ -42,8 +57,17 @@ def assert_same(files, tiny) -> None:
         np.testing.assert_array_equal(files[key].array, array)
 
 
+CONTENT_KEY = re.compile(r"(md5/[0-9a-f]{32}|sha256/[0-9a-f]{64})")
+
+
+def cached(cache) -> list[str]:
+    """The cache's entries, named by content (md5/<archive md5> or sha256/<payload sha256>)."""
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
+
+
 def leftovers(cache) -> list[str]:
-    return sorted(p.name for p in cache.rglob("*") if p.is_file() and p.name not in FILES.values())
+    """Anything in the cache but verified entries: partial or temporary files."""
+    return [name for name in cached(cache) if not CONTENT_KEY.fullmatch(name)]
 
 
 def test_downloads_and_verifies_from_a_mirror(tiny_idx, mirror, tmp_path):
@@ -52,7 +76,7 @@ def test_downloads_and_verifies_from_a_mirror(tiny_idx, mirror, tmp_path):
     files = fetch_dataset(spec_for(tiny_idx, [url]), cache_dir=cache, log=quiet)
     assert_same(files, tiny_idx)
     assert all(f.how == "archive md5" for f in files.values())
-    assert sorted(p.name for p in (cache / "tiny").iterdir()) == sorted(FILES.values())
+    assert cached(cache) == sorted(f"md5/{m}" for m in tiny_idx.gz_md5.values())
 
 
 def test_recompressed_mirror_is_accepted_by_payload_checksum(tiny_idx, mirror, tmp_path):
@@ -142,7 +166,7 @@ def test_cache_is_reused_and_a_damaged_copy_refetched(tiny_idx, mirror, tmp_path
     assert_same(fetch_dataset(offline, cache_dir=cache, log=messages.append), tiny_idx)
     assert all("cached" in m for m in messages)
     # A damaged cached file is rejected and fetched again.
-    victim = cache / "tiny" / FILES[("train", "images")]
+    victim = cache / "md5" / tiny_idx.gz_md5[FILES[("train", "images")]]
     victim.write_bytes(victim.read_bytes()[:100])
     messages.clear()
     assert_same(
@@ -153,7 +177,7 @@ def test_cache_is_reused_and_a_damaged_copy_refetched(tiny_idx, mirror, tmp_path
 
 def test_checksum_mismatch_is_rejected(tiny_idx):
     other = {n: "0" * 64 for n in FILES.values()}
-    spec = custom_spec("x", None, other)
+    spec = custom_spec(None, other)
     data = read_files(tiny_idx.folder)[FILES[("train", "labels")]]
     with pytest.raises(VerifyError, match="checksum mismatch"):
         verify(data, spec.files[1], 10)
@@ -197,10 +221,16 @@ def test_download_stage_writes_stratified_splits(tiny_idx, mirror, tmp_path, sta
     project = make_project(tmp_path / "proj", tiny_params(data=data), code=False)
     result = run_download(project, stage_env)
     assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, (
+        result.stderr
+    )  # e.g. torch's "NumPy array is not writable"
     out = project / "data" / "idx"
     meta = json.loads((out / "meta.json").read_text())
     assert meta["sizes"] == {"train": 300, "val": 100, "test": 100}
     assert set(meta["counts"]["val"].values()) == {10}  # stratified: 10 per class
+    assert meta["files"] == {
+        n: {"sha256": tiny_idx.payload_sha256[n], "checked": "checksum"} for n in FILES.values()
+    }
     for split in ("train", "val", "test"):
         blob = torch.load(out / f"{split}.pt", weights_only=True)
         assert blob["images"].dtype == torch.uint8 and blob["labels"].dtype == torch.int64
@@ -230,3 +260,357 @@ def test_mnist_sample_stage_has_fixed_stratified_test_split(tmp_path, stage_env)
     assert (other / "data/mnist-sample/val.pt").read_bytes() != (
         project / "data/mnist-sample/val.pt"
     ).read_bytes()
+
+
+# --- Real data in the forms people have it -------------------------------------------------
+
+
+def test_mnist_payload_checksums_are_known():
+    """Recompressed or uncompressed full MNIST copies are verified exactly, by content."""
+    for f in BUILTIN["mnist"].files:
+        assert f.md5 and re.fullmatch(r"[0-9a-f]{64}", f.sha256 or ""), f
+    assert len({f.sha256 for f in BUILTIN["mnist"].files}) == 4
+
+
+def _write_forms(folder, tiny, form: str) -> None:
+    """The four tiny files under the names and compression a given kind of copy uses."""
+    for name in FILES.values():
+        payload = gzip.decompress((tiny.folder / name).read_bytes())
+        stem = name.removesuffix(".gz")
+        dotted = stem.replace("-idx", ".idx")
+        target, data = {
+            "torchvision-raw": (stem, payload),
+            "kaggle": (dotted, payload),
+            "kaggle-gz": (f"{dotted}.gz", gzip.compress(payload, mtime=1)),
+            "kaggle-folder": (f"{stem}/{stem}", payload),
+        }[form]
+        (folder / target).parent.mkdir(parents=True, exist_ok=True)
+        (folder / target).write_bytes(data)
+
+
+@pytest.mark.parametrize("form", ["torchvision-raw", "kaggle", "kaggle-gz", "kaggle-folder"])
+def test_folder_of_uncompressed_or_renamed_files(tiny_idx, tmp_path, form):
+    folder = tmp_path / form
+    _write_forms(folder, tiny_idx, form)
+    messages: list[str] = []
+    files = fetch_dataset(
+        spec_for(tiny_idx), source=str(folder), cache_dir=tmp_path / "c", log=messages.append
+    )
+    assert_same(files, tiny_idx)
+    assert all(f.how.startswith("payload sha256") and f.pinned for f in files.values())
+    assert not [m for m in messages if "warning" in m]
+
+
+def test_unknown_content_in_a_named_folder_is_accepted_on_structure(tiny_idx, mirror, tmp_path):
+    """A built-in dataset whose content checksum is unknown (only its archive md5 is) and whose
+    archive differs: accepted from a folder the user named, with one warning; never from a
+    mirror tried automatically."""
+    folder = tmp_path / "distro-package"
+    _write_forms(folder, tiny_idx, "kaggle-gz")  # other archives of the same content
+    spec = spec_for(tiny_idx, ["http://127.0.0.1:9/down/"], md5=True, sha256=False)
+    messages: list[str] = []
+    files = fetch_dataset(spec, source=str(folder), cache_dir=tmp_path / "c", log=messages.append)
+    assert_same(files, tiny_idx)
+    assert all(f.unofficial and not f.pinned for f in files.values())
+    assert {k: f.sha256 for k, f in files.items()} == {
+        k: tiny_idx.payload_sha256[n] for k, n in FILES.items()
+    }
+    warnings = [m for m in messages if m.startswith("warning:")]
+    assert len(warnings) == 1, messages
+    assert "could not be checked against the official checksums" in warnings[0]
+    assert str(folder) in warnings[0] and "meta.json" in warnings[0]
+    assert cached(tmp_path / "c") == []  # content no checksum pins is never cached
+    # The same files on a mirror: refused.
+    url = mirror.add(
+        "other", {n: (folder / n.replace("-idx", ".idx")).read_bytes() for n in FILES.values()}
+    )
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        fetch_dataset(spec_for(tiny_idx, [url], sha256=False), cache_dir=tmp_path / "c2", log=quiet)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["wrong-count", "label-out-of-range", "27x28"],
+)
+def test_named_folder_with_wrong_structure_is_refused(tiny_idx, tmp_path, damage):
+    folder = tmp_path / "copy"
+    _write_forms(folder, tiny_idx, "torchvision-raw")
+    images, labels = tiny_idx.arrays[("train", "images")], tiny_idx.arrays[("train", "labels")]
+    if damage == "wrong-count":
+        labels = labels[:-1]
+        images = images[:-1]
+    elif damage == "label-out-of-range":
+        labels = labels.copy()
+        labels[0] = 10
+    else:
+        images = images[:, :27, :]
+    (folder / "train-images-idx3-ubyte").write_bytes(idx_bytes(images))
+    (folder / "train-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+    spec = spec_for(tiny_idx, md5=True, sha256=False)  # lenient: content checksum unknown
+    with pytest.raises(DownloadError) as err:
+        fetch_dataset(spec, source=str(folder), cache_dir=tmp_path / "c", log=quiet)
+    assert str(folder) in str(err.value)
+    assert {
+        "wrong-count": "items, expected",
+        "label-out-of-range": "out of range",
+        "27x28": "27x28",
+    }[damage] in str(err.value)
+
+
+def test_named_folder_with_other_content_is_refused_when_its_checksum_is_known(tiny_idx, tmp_path):
+    """MNIST's content checksums are known: a folder holding something else is not MNIST."""
+    other = write_tiny_idx(tmp_path / "other", seed=9)
+    spec = spec_for(tiny_idx, md5=True, sha256=True)
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        fetch_dataset(spec, source=str(other.folder), cache_dir=tmp_path / "c", log=quiet)
+
+
+# --- Data faults ---------------------------------------------------------------------------
+
+
+def test_a_changed_local_folder_is_read_again_never_the_cache(tmp_path):
+    """The cache is keyed by content: files changed in place in data.source are what you get."""
+    folder = tmp_path / "mine"
+    first = write_tiny_idx(folder, seed=0)
+    spec = custom_spec(None, None)
+    cache = tmp_path / "cache"
+    assert_same(fetch_dataset(spec, source=str(folder), cache_dir=cache, log=quiet), first)
+    second = write_tiny_idx(folder, seed=5)  # same names, new content
+    assert_same(fetch_dataset(spec, source=str(folder), cache_dir=cache, log=quiet), second)
+
+
+def test_a_changed_local_folder_reruns_download_in_dvc(tmp_path, stage_env):
+    """`dvc repro` sees files changed in place in a local data.source, and re-runs download."""
+    from conftest import dvc, init_repo
+
+    folder = tmp_path / "mine"
+    write_tiny_idx(folder, seed=0)
+    data = {"name": "idx", "source": str(folder)}
+    project = init_repo(make_project(tmp_path / "proj", tiny_params(data=data)), stage_env)
+    assert "Running stage 'download'" in dvc("repro", "download", cwd=project, env=stage_env).stdout
+    assert (
+        "Running stage 'download'"
+        not in dvc("repro", "download", cwd=project, env=stage_env).stdout
+    )
+    second = write_tiny_idx(folder, seed=5)
+    assert "Running stage 'download'" in dvc("repro", "download", cwd=project, env=stage_env).stdout
+    test = torch.load(project / "data/idx/test.pt", weights_only=True)
+    np.testing.assert_array_equal(test["images"].numpy(), second.arrays[("test", "images")])
+
+
+def _with_counts(folder, tiny, split: str, n_images: int, n_labels: int) -> None:
+    images = np.resize(tiny.arrays[(split, "images")], (n_images, 28, 28))
+    labels = np.resize(tiny.arrays[(split, "labels")], (n_labels,))
+    for kind, array in (("images", images), ("labels", labels)):
+        (folder / FILES[(split, kind)]).write_bytes(gzip.compress(idx_bytes(array), mtime=0))
+
+
+@pytest.mark.parametrize(
+    "split, n_images, n_labels",
+    [("train", 600, 700), ("train", 600, 500), ("test", 200, 150), ("test", 100, 101)],
+)
+def test_images_and_labels_of_different_counts_stop_download(
+    tiny_idx, tmp_path, stage_env, split, n_images, n_labels
+):
+    folder = tmp_path / "mismatch"
+    write_tiny_idx(folder)
+    _with_counts(folder, tiny_idx, split, n_images, n_labels)
+    data = {"name": "idx", "source": str(folder)}
+    project = make_project(tmp_path / "proj", tiny_params(data=data), code=False)
+    result = run_download(project, stage_env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    images, labels = folder / FILES[(split, "images")], folder / FILES[(split, "labels")]
+    assert line.startswith("error: ") and str(images) in line and str(labels) in line, line
+    assert f"{n_images:,} images" in line and f"{n_labels:,} labels" in line, line
+    assert not (project / "data").exists()
+
+
+def test_failed_sources_are_listed_once(tiny_idx, mirror, tmp_path):
+    good = read_files(tiny_idx.folder)
+    bad = mirror.add("bad", {n: b"<html>oops</html>" for n in good})
+    messages: list[str] = []
+    fetch_dataset(
+        spec_for(tiny_idx, [bad, mirror.add("good", good)]),
+        cache_dir=tmp_path / "c",
+        log=messages.append,
+    )
+    for name in FILES.values():
+        assert sum(bad + name in m for m in messages) == 1, messages
+    # All failing: each failure once, in the error, and not also in the log.
+    messages.clear()
+    with pytest.raises(DownloadError) as err:
+        fetch_dataset(spec_for(tiny_idx, [bad]), cache_dir=tmp_path / "c3", log=messages.append)
+    assert str(err.value).count(bad) == 1 and not [m for m in messages if bad in m]
+
+
+class _FaultyMirror(BaseHTTPRequestHandler):
+    """/trickle/<file>: promises the whole file, then sends one byte every 0.1 s (for at most
+    5 s). /slow/<file>: sends it in 64 kB pieces, 0.05 s apart. /rmcache/<file>: removes the
+    download cache folder, then sends the file."""
+
+    files: dict[str, bytes] = {}
+    cache: Path | None = None
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        mode, _, name = self.path.strip("/").partition("/")
+        data = self.files.get(name)
+        if data is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            if mode == "trickle":
+                for i in range(50):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                return  # then hang up early
+            if mode == "rmcache" and self.cache is not None:
+                shutil.rmtree(self.cache, ignore_errors=True)
+            step = 1 << 16
+            for start in range(0, len(data), step):
+                self.wfile.write(data[start : start + step])
+                self.wfile.flush()
+                if mode == "slow":
+                    time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up: that is the point
+
+
+@pytest.fixture
+def faulty_mirror(tiny_idx):
+    handler = type("Handler", (_FaultyMirror,), {"files": read_files(tiny_idx.folder)})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield handler, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_trickling_mirror_hits_the_per_file_deadline(tiny_idx, mirror, faulty_mirror, tmp_path):
+    """A byte every 0.1 s never trips a per-read timeout; the per-file deadline cuts it off and
+    the next source is used."""
+    _, url = faulty_mirror
+    trickle = f"{url}/trickle/"
+    good = mirror.add("good", read_files(tiny_idx.folder))
+    messages: list[str] = []
+    files = fetch_dataset(
+        spec_for(tiny_idx, [trickle, good]),
+        cache_dir=tmp_path / "c",
+        log=messages.append,
+        deadline_s=1,
+    )
+    assert_same(files, tiny_idx)
+    cut = [m for m in messages if trickle in m]
+    assert len(cut) == 4 and all("within the 1 s limit" in m for m in cut), messages
+    assert all(DEADLINE_ENV in m for m in cut)
+
+
+def test_deadline_from_the_environment(monkeypatch):
+    monkeypatch.setenv(DEADLINE_ENV, "12.5")
+    assert default_deadline() == 12.5
+    monkeypatch.setenv(DEADLINE_ENV, "soon")
+    with pytest.raises(DownloadError, match=f"{DEADLINE_ENV}: a number of seconds above 0"):
+        default_deadline()
+
+
+def test_large_downloads_show_progress(faulty_mirror, tmp_path, monkeypatch):
+    """A large file reports bytes so far and the rate while it downloads, and at the end."""
+    handler, url = faulty_mirror
+    images = np.random.default_rng(0).integers(0, 256, (2000, 28, 28), dtype=np.uint8)
+    payload = idx_bytes(images)  # 1.6 MB
+    handler.files = {**handler.files, "big.gz": gzip.compress(payload, compresslevel=0)}
+    spec = DatasetSpec(
+        "big",
+        tuple(str(d) for d in range(10)),
+        (f"{url}/slow/",),
+        (IdxFile("big.gz", "train", "images", count=2000),),
+    )
+    monkeypatch.setattr("exigo.download.PROGRESS_EVERY_S", 0.2)
+    messages: list[str] = []
+    got = fetch_file(
+        spec.files[0], spec, None, spec.mirrors, Cache(tmp_path / "c", quiet), messages.append
+    )
+    np.testing.assert_array_equal(got.array, images)
+    progress = [
+        m
+        for m in messages
+        if re.search(r"big\.gz: [\d.]+ (kB|MB) of 1\.6 MB, [\d.]+ (kB|MB)/s$", m)
+    ]
+    assert progress, messages
+    assert re.search(r"1\.6 MB in [\d.]+ s, [\d.]+ (kB|MB)/s\)$", messages[-1]), messages
+
+
+def test_cache_folder_removed_during_a_download(tiny_idx, faulty_mirror, tmp_path):
+    handler, url = faulty_mirror
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    handler.cache = cache
+    messages: list[str] = []
+    files = fetch_dataset(
+        spec_for(tiny_idx, [f"{url}/rmcache/"]), cache_dir=cache, log=messages.append
+    )
+    assert_same(files, tiny_idx)
+    assert len(cached(cache)) >= 1 and leftovers(cache) == []
+
+
+def test_an_unwritable_cache_is_a_warning_about_the_cache(tiny_idx, mirror, tmp_path):
+    """The data arrived and was verified: a cache that cannot be written is named as such
+    (once), never blamed on the source."""
+    url = mirror.add("good", read_files(tiny_idx.folder))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    messages: list[str] = []
+    files = fetch_dataset(
+        spec_for(tiny_idx, [url]), cache_dir=blocker / "cache", log=messages.append
+    )
+    assert_same(files, tiny_idx)
+    warnings = [m for m in messages if m.startswith("warning:")]
+    assert (
+        len(warnings) == 1
+        and "download cache" in warnings[0]
+        and str(blocker / "cache") in warnings[0]
+    )
+    assert not [m for m in messages if url in m and "verified" not in m], messages
+
+
+@pytest.mark.slow  # 70,000 images; the logic is covered on tiny files above
+def test_download_stage_takes_a_builtin_dataset_from_a_named_folder_on_structure(
+    tmp_path, stage_env
+):
+    """Fashion-MNIST from a distribution package (other archives, uncompressed here, the
+    official counts): accepted with one warning, its payload sha256 recorded in meta.json."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    sha = {}
+    for (split, kind), name in FILES.items():
+        n = 60_000 if split == "train" else 10_000
+        shape = (n, 28, 28) if kind == "images" else (n,)
+        array = rng.integers(0, 256 if kind == "images" else 10, shape, dtype=np.uint8)
+        payload = idx_bytes(array)
+        (folder / name.removesuffix(".gz").replace("-idx", ".idx")).write_bytes(payload)
+        sha[name] = hashlib.sha256(payload).hexdigest()
+    data = {"name": "fashion-mnist", "source": str(folder), "val_size": 0.1}
+    project = make_project(tmp_path / "proj", tiny_params(data=data), code=False)
+    result = run_download(project, stage_env)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if "warning" in line.lower()]
+    assert len(warnings) == 1 and "could not be checked against the official" in warnings[0]
+    assert "Warning" not in result.stderr, result.stderr
+    meta = json.loads((project / "data/fashion-mnist/meta.json").read_text())
+    assert {n: f["sha256"] for n, f in meta["files"].items()} == sha
+    assert {f["checked"] for f in meta["files"].values()} == {"structure only"}
+    assert meta["sizes"] == {"train": 54_000, "val": 6_000, "test": 10_000}
+    cache = Path(stage_env["EXIGO_CACHE_DIR"])
+    assert not [p for p in cache.rglob("*") if p.is_file()]  # unpinned content is never cached

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from exigo.errors import ExigoError
-from exigo.io import load_torch, read_json, save_torch, write_json
+from exigo.io import load_torch, read_json, require, save_torch, unreadable, write_json
 
 SPLITS = ("train", "val", "test")
 SAMPLE_TEST_SIZE = 1000  # mnist-sample has no official test split: a fixed, stratified one
@@ -66,9 +66,11 @@ def build_splits(
     keep, val = stratified_split(train_labels, val_size, seed)
 
     def split(images: np.ndarray, labels: np.ndarray) -> Split:
+        # np.array copies: IDX arrays are read-only views of the downloaded bytes, and
+        # torch.from_numpy warns about (and would alias) a read-only array.
         return Split(
-            torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
-            torch.from_numpy(np.asarray(labels, dtype=np.int64)),
+            torch.from_numpy(np.array(images, dtype=np.uint8, order="C")),
+            torch.from_numpy(np.array(labels, dtype=np.int64)),
         )
 
     return {
@@ -119,14 +121,46 @@ def save_dataset(out_dir: Path, name: str, splits: dict[str, Split], meta: dict)
 
 
 def load_dataset(data_dir: Path | str) -> Dataset:
-    """Load what the download stage wrote (weights_only: plain tensors, nothing executable)."""
+    """Load what the download stage wrote (weights_only: plain tensors, nothing executable).
+
+    A damaged or inconsistent file is one `unreadable ...; run dvc repro download again` line."""
     data_dir = Path(data_dir)
-    meta = read_json(data_dir / "meta.json", "download")
-    splits = {}
-    for name in SPLITS:
-        blob = load_torch(data_dir / f"{name}.pt", "download")
-        splits[name] = Split(blob["images"], blob["labels"])
-    return Dataset(meta["dataset"], tuple(meta["classes"]), meta=meta, **splits)
+    meta_path = data_dir / "meta.json"
+    meta = read_json(meta_path, "download")
+    require(
+        meta,
+        ("dataset", "classes", "normalization.mean", "normalization.std"),
+        meta_path,
+        "download",
+    )
+    classes = meta["classes"]
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise unreadable(meta_path, "'classes' is not a list of class names", "download")
+    splits = {name: _load_split(data_dir / f"{name}.pt", len(classes)) for name in SPLITS}
+    return Dataset(meta["dataset"], tuple(classes), meta=meta, **splits)
+
+
+def _load_split(path: Path, n_classes: int) -> Split:
+    blob = load_torch(path, "download")
+    images = blob.get("images") if isinstance(blob, dict) else None
+    labels = blob.get("labels") if isinstance(blob, dict) else None
+    if not (torch.is_tensor(images) and torch.is_tensor(labels)):
+        raise unreadable(path, "no 'images' and 'labels' tensors", "download")
+    if images.dtype != torch.uint8 or images.ndim != 3 or tuple(images.shape[1:]) != (28, 28):
+        raise unreadable(
+            path,
+            f"images are {images.dtype} {tuple(images.shape)}, not uint8 (N, 28, 28)",
+            "download",
+        )
+    if labels.dtype != torch.int64 or labels.shape != (len(images),):
+        raise unreadable(
+            path,
+            f"{tuple(labels.shape)} {labels.dtype} labels for {len(images)} images",
+            "download",
+        )
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise unreadable(path, f"labels outside 0..{n_classes - 1}", "download")
+    return Split(images, labels)
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:

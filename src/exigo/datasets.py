@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass, field
 
@@ -36,23 +35,34 @@ class DatasetSpec:
     classes: tuple[str, ...]
     mirrors: tuple[str, ...] = ()
     files: tuple[IdxFile, ...] = field(default_factory=tuple)
-    cache_key: str = ""  # the download cache's folder for this dataset (default: its name)
-
-    def __post_init__(self) -> None:
-        if not self.cache_key:
-            object.__setattr__(self, "cache_key", self.name)
 
 
-def _files(md5s: tuple[str, str, str, str], n_train: int, n_test: int) -> tuple[IdxFile, ...]:
+Four = tuple[str, str, str, str]  # one value per file, in SPLIT_FILES order
+
+
+def _files(
+    md5s: Four, n_train: int, n_test: int, sha256s: Four | tuple[None, ...] = (None,) * 4
+) -> tuple[IdxFile, ...]:
     counts = {"train": n_train, "test": n_test}
     return tuple(
-        IdxFile(fname, split, kind, md5=md5, count=counts[split])
-        for ((split, kind), fname), md5 in zip(SPLIT_FILES.items(), md5s, strict=True)
+        IdxFile(fname, split, kind, md5=md5, sha256=sha, count=counts[split])
+        for ((split, kind), fname), md5, sha in zip(SPLIT_FILES.items(), md5s, sha256s, strict=True)
     )
 
 
+def local_names(filename: str) -> tuple[str, ...]:
+    """The names one file goes by in the copies people have, in the order a folder is searched:
+    the official .gz, uncompressed (torchvision's raw/ folders), Kaggle's dotted form (plain and
+    gzipped), and Kaggle's folder of the same name holding the file."""
+    stem = filename.removesuffix(".gz")  # train-images-idx3-ubyte
+    dotted = stem.replace("-idx", ".idx", 1)  # train-images.idx3-ubyte
+    return (filename, stem, dotted, f"{dotted}.gz", f"{stem}/{stem}")
+
+
 # Mirrors and archive checksums as torchvision publishes them (tests/test_download.py checks that
-# these agree with torchvision.datasets). Sources are tried in order.
+# these agree with torchvision.datasets). Sources are tried in order. MNIST also has the sha256 of
+# each decompressed file (computed from a full copy whose decompressed md5s match the published
+# ones), so a recompressed or uncompressed copy is verified exactly too.
 BUILTIN: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         name="mnist",
@@ -70,6 +80,12 @@ BUILTIN: dict[str, DatasetSpec] = {
             ),
             60_000,
             10_000,
+            (
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+            ),
         ),
     ),
     "fashion-mnist": DatasetSpec(
@@ -116,9 +132,7 @@ BUILTIN: dict[str, DatasetSpec] = {
 }
 
 
-def custom_spec(
-    source: str, classes: tuple[str, ...] | None, sha256: dict[str, str] | None
-) -> DatasetSpec:
+def custom_spec(classes: tuple[str, ...] | None, sha256: dict[str, str] | None) -> DatasetSpec:
     """`data.name: idx`: your own 28x28 IDX dataset, with the standard four file names."""
     sha256 = sha256 or {}
     unknown = set(sha256) - set(SPLIT_FILES.values())
@@ -132,10 +146,7 @@ def custom_spec(
         IdxFile(fname, split, kind, sha256=sha256.get(fname))
         for (split, kind), fname in SPLIT_FILES.items()
     )
-    key = "idx-" + hashlib.sha256(source.encode()).hexdigest()[:12]  # same names, other sources
-    return DatasetSpec(
-        name="idx", classes=classes or tuple(str(d) for d in range(10)), files=files, cache_key=key
-    )
+    return DatasetSpec(name="idx", classes=classes or tuple(str(d) for d in range(10)), files=files)
 
 
 class IdxFormatError(ValueError):

@@ -1,11 +1,14 @@
-"""Atomic writes: a reader (or a crash) never sees a half-written output."""
+"""Atomic writes: a reader (or a crash) never sees a half-written output. Reading what another
+stage wrote: a missing or damaged file becomes one clear line that names the stage to re-run."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,19 +26,76 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()  # mkstemp creates 0600; outputs get the usual permissions
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class WriteError(ExigoError):
+    """An output could not be written (full disk, read-only or vanished folder); nothing was."""
+
+    def __init__(self, path: Path, reason: str, fix: str) -> None:
+        super().__init__(f"{path}: {reason}; {fix}")
+        self.path, self.reason = path, reason
+
+
+def human_size(n: float) -> str:
+    """1234567 -> '1.2 MB'."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def _free_space(folder: Path) -> int | None:
+    for candidate in (folder, *folder.parents):  # the folder itself may be what went missing
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(candidate).free
+    return None
+
+
+def write_error(path: Path, exc: OSError, size: int | None = None) -> WriteError:
+    """One line for an output that could not be written: which file, why, what it needed."""
+    if exc.errno in NO_SPACE:
+        free = _free_space(path.parent)
+        need = f"needed {human_size(size)}" if size is not None else "size not known in advance"
+        have = f", {human_size(free)} free there" if free is not None else ""
+        return WriteError(
+            path, f"no space left on device ({need}{have})", "free some space and run again"
+        )
+    return WriteError(
+        path, f"cannot write ({exc.strerror or exc})", "check the folder and run again"
+    )
+
+
 @contextlib.contextmanager
-def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+def atomic_path(path: Path | str, size: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds.
+
+    A full disk (or a read-only or vanished folder) becomes a WriteError naming `path` (and
+    `size`, the bytes it needed, when known); the temporary file is removed either way, and an
+    existing `path` is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp: str | None = None
     try:
-        yield Path(tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise write_error(path, exc, size) from None
+    try:
+        try:
+            yield Path(tmp)
+        except OSError as exc:
+            if exc.errno in NO_SPACE:  # whatever was writing, the disk is full
+                raise write_error(path, exc, size) from None
+            raise
+        try:
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise write_error(path, exc, size) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
 
 
@@ -50,7 +110,7 @@ def read_json(path: Path | str, made_by: str) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise _missing(path, made_by) from None
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for binary garbage
         raise ExigoError(f"{path}: not valid JSON ({exc}); run dvc repro {made_by} again") from None
 
 
@@ -68,11 +128,13 @@ def read_csv_numbers(path: Path | str, made_by: str) -> list[dict[str, float]]:
         ) from None
 
 
+def unreadable(path: Path | str, why: str, made_by: str) -> ExigoError:
+    """The one line for a damaged input: what is wrong, and the stage that rewrites it."""
+    return ExigoError(f"{path}: unreadable ({why}); run dvc repro {made_by} again")
+
+
 def load_torch(path: Path | str, made_by: str) -> Any:
     """torch.load(weights_only=True) of a file another stage wrote, with clear errors."""
-    import pickle
-    import zipfile
-
     import torch
 
     path = Path(path)
@@ -80,14 +142,28 @@ def load_torch(path: Path | str, made_by: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise _missing(path, made_by) from None
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise ExigoError(
-            f"{path}: unreadable ({str(exc).splitlines()[0]}); run dvc repro {made_by} again"
-        ) from None
+    # A damaged file fails in many ways depending on where it was cut (RuntimeError from the zip
+    # reader, EOFError, IndexError, OSError EINVAL from a seek past the end, UnpicklingError for
+    # anything but plain tensors and containers...): every one means "rewrite it".
+    except Exception as exc:
+        size = path.stat().st_size if path.is_file() else None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        why = "empty file" if size == 0 else first[:200]
+        raise unreadable(path, why, made_by) from None
+
+
+def require(obj: Any, keys: Sequence[str], path: Path | str, made_by: str) -> None:
+    """Check that `obj` (parsed from `path`) holds every dotted key, e.g. "confused.top1.true"."""
+    for key in keys:
+        node = obj
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise unreadable(path, f"no '{key}'", made_by)
+            node = node[part]
 
 
 def write_bytes(path: Path | str, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, size=len(data)) as tmp:
         tmp.write_bytes(data)
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from exigo.errors import ExigoError
-from exigo.io import load_torch, save_torch
+from exigo.io import load_torch, require, save_torch, unreadable
 
 CHECKPOINT_FORMAT = "exigo-checkpoint/1"
 
@@ -142,15 +142,35 @@ def save_checkpoint(path: Path | str, state: dict[str, torch.Tensor], **meta: An
 def load_checkpoint(
     path: Path | str, device: torch.device | str = "cpu"
 ) -> tuple[Classifier, dict]:
-    """Rebuild a model from its checkpoint alone; returns (model in eval mode, checkpoint meta)."""
+    """Rebuild a model from its checkpoint alone; returns (model in eval mode, checkpoint meta).
+
+    Anything short of a complete checkpoint whose settings fit its weights (damaged bytes, keys
+    missing, metadata that disagrees with the weights) is one `unreadable` line."""
     path = Path(path)
     ckpt = load_torch(path, "train")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ExigoError(f"{path}: not an exigo checkpoint; run dvc repro train again")
-    spec = ckpt["model"]
-    norm = ckpt["normalization"]
-    model = build_model(
-        spec["name"], spec["settings"], len(ckpt["classes"]), norm["mean"], norm["std"]
-    )
-    model.load_state_dict(ckpt.pop("state_dict"))
+    keys = ["state_dict", "model.name", "model.settings", "classes", "normalization.mean"]
+    keys += ["normalization.std", "epoch", "score"]
+    if ckpt.get("score") is not None:  # None in the untrained init.pt
+        keys += ["score.metric", "score.value"]
+    require(ckpt, keys, path, "train")
+    spec, norm, state = ckpt["model"], ckpt["normalization"], ckpt.pop("state_dict")
+    try:
+        if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+            raise TypeError("the weights are not a dict of tensors")
+        if not isinstance(spec["settings"], dict):
+            raise TypeError(f"model settings {spec['settings']!r} are not a mapping")
+        model = build_model(
+            spec["name"], spec["settings"], len(ckpt["classes"]), norm["mean"], norm["std"]
+        )
+        model.load_state_dict(state)
+    except (ExigoError, TypeError, ValueError, RuntimeError) as exc:
+        # load_state_dict lists every mismatch over many lines: the first says enough.
+        first = " ".join(str(exc).split("\n\t")[:2]).splitlines()[0].strip()
+        raise unreadable(
+            path,
+            f"its weights do not fit its model '{spec['name']}' {spec['settings']}: {first[:300]}",
+            "train",
+        ) from None
     return model.to(device).eval(), ckpt

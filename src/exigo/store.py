@@ -11,6 +11,7 @@ import errno
 import os
 import re
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -94,7 +95,7 @@ def ensure_sqlite_store(uri: str, artifact_root: str) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.creating")  # unique: never reused
     try:
         with translate(uri):
             store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_root)

@@ -82,6 +82,7 @@ class RunContent:
 class Logged:
     run_id: str
     uri: str
+    experiment_id: str
     earlier: bool  # an earlier attempt had already logged this change completely
     tags: dict[str, str]
 
@@ -106,10 +107,10 @@ def log_run(
         client = mlflow.MlflowClient(uri)
         experiment_id = _experiment(client, experiment_name(root), uri)
         if done := _complete_run(client, experiment_id, tags[KEY_TAG]):
-            return Logged(done.info.run_id, uri, True, done.data.tags)
+            return Logged(done.info.run_id, uri, experiment_id, True, done.data.tags)
         tags.update(_restored(client, experiment_id, tags))
         run_id = _log(mlflow, client, experiment_id, tags, content)
-    return Logged(run_id, uri, False, tags)
+    return Logged(run_id, uri, experiment_id, False, tags)
 
 
 def _artifact_root(uri: str) -> str:

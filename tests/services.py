@@ -259,6 +259,7 @@ def mlflow_server(postgres, s3, tmp_path_factory) -> Iterator[MlflowServer]:
         "MLFLOW_AUTH_CONFIG_PATH": str(ini),
         "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),  # CSRF, needed by basic auth
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # GenAI jobs: 8 processes we do not use
     }
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         env.pop(key, None)

@@ -65,6 +65,8 @@ def push(root: Path, remote: str | None = None, jobs: int | None = None) -> Push
             name, url = _remote_url(repo, remote)
             try:
                 with _quiet_dvc():
+                    odb = repo.cloud.get_remote_odb(name)
+                    odb.fs.exists(odb.path)  # one probe: seconds, not a retry per file
                     files = repo.push(remote=name, jobs=jobs, run_cache=True)
                     records = repo.stage_cache.push(name)  # already sent; lists them
                     files -= len(records)  # repo.push counts the records too

@@ -4,9 +4,8 @@
 which output hashes), not the outputs they name. Those reach the remote only when a pushed
 revision's `dvc.lock` names them, and outputs marked `cache: false` (metrics, plot CSVs) never do,
 although DVC keeps them in the local cache for its run-cache. Another machine's
-`dvc exp run --pull` then finds the record, misses an output, and trains again. `exigo push` does
-what `dvc push --run-cache` did before DVC 3: the workspace, the records, and every output the
-records name, all through DVC's own API.
+`dvc exp run --pull` then finds the record, misses an output, and trains again. `exigo push`
+pushes the workspace, the records, and every output the records name, all through DVC's own API.
 """
 
 from __future__ import annotations

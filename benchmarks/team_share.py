@@ -2,7 +2,7 @@
 shared run-cache restores against the same experiment trained from scratch, in the same run.
 
     python benchmarks/team_share.py                 # mnist-sample, default params, a folder remote
-    python benchmarks/team_share.py --epochs 1      # quicker
+    python benchmarks/team_share.py --quick         # 1 epoch, small saliency/embed settings
 
 Builds, in a temporary folder: machine A (a copy of this project, git + DVC, a shared-folder DVC
 remote, a bare git origin), A's baseline `dvc repro`, then times
@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,9 +48,10 @@ def ran(out: str) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: params.yaml)")
+    ap.add_argument("--quick", action="store_true", help="1 epoch, small saliency/embed params")
     ap.add_argument("--out", default=".bench/team_share.json")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each time shows as soon as it is measured
 
     tmp = Path(tempfile.mkdtemp(prefix="exigo-team-"))
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'src'}"}
@@ -68,8 +70,10 @@ def main() -> None:
             shutil.copy(ROOT / name, a / name)
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
         params["data"]["name"] = "mnist-sample"
-        if args.epochs:
-            params["train"]["epochs"] = args.epochs
+        if args.quick:
+            params["train"]["epochs"] = 1
+            params["saliency"].update(n_eval=100, n_randomization=10, n_images=4)
+            params["embed"].update(method="pca", n_points=200)
         (a / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         sh(git, "init", "-q", "-b", "main", cwd=a, env=env)
         sh(dvc, "init", "-q", "--force", cwd=a, env=env)
@@ -102,7 +106,7 @@ def main() -> None:
             "restored_s": restored,
             "pull_s": pull,
             "noop_repro_s": noop,
-            "epochs": params["train"]["epochs"],
+            "quick": args.quick,
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from exigo.errors import ExigoError, run_stage
+from exigo.errors import ExigoError, interrupts_always_stop, run_stage
 from exigo.io import read_json
 from exigo.live import LIVE_DIR, read_history
 from exigo.params import flatten, load_params
-from exigo.tracking import log_run, numeric_leaves, project_root, tracking_uri
+from exigo.store import describe
+from exigo.tracking import RESTORED_TAG, RunContent, log_run, numeric_leaves, project_root
 
 METRICS = {
     "train": LIVE_DIR / "metrics.json",
@@ -33,7 +34,12 @@ ARTIFACTS = {
 
 
 def main() -> None:
-    load_params()  # validated like every stage; the raw file is what gets logged
+    with interrupts_always_stop():
+        track()
+
+
+def track() -> None:
+    data_name = load_params().data.name  # validated like every stage; the raw file is logged
     params = flatten(yaml.safe_load(Path("params.yaml").read_text()))
     missing = [str(p) for p in [*METRICS.values(), Path("models/model.pt")] if not p.exists()]
     if missing:
@@ -48,14 +54,19 @@ def main() -> None:
     from exigo.models import load_checkpoint
 
     model, _ = load_checkpoint("models/model.pt")
-    root = project_root()
     example = np.zeros((2, 1, 28, 28), dtype=np.float32)  # inputs in [0, 1]: the model normalises
-    run_id = log_run(
-        params, metrics, history, ARTIFACTS, model=model, input_example=example, root=root
+    content = RunContent(params, metrics, history, ARTIFACTS, model, example)
+    logged = log_run(content, root=project_root(), data_name=data_name)
+    store = describe(logged.uri)
+    if logged.earlier:
+        print(f"MLflow: this change is already logged as run {logged.run_id} in {store}")
+        return
+    local = logged.uri.startswith("sqlite:")
+    see = f"mlflow ui --backend-store-uri {logged.uri}" if local else f"open {store}"
+    how = (
+        " (model restored by DVC, not retrained)" if logged.tags.get(RESTORED_TAG) == "true" else ""
     )
-    print(
-        f"MLflow: logged run {run_id} to {tracking_uri(root)} (see it with: mlflow ui --backend-store-uri {tracking_uri(root)})"
-    )
+    print(f"MLflow: logged run {logged.run_id}{how} to {store} (see it: {see})")
 
 
 if __name__ == "__main__":

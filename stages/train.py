@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from exigo.data import load_dataset, to_input
+from exigo.download import check_source
 from exigo.errors import run_stage
 from exigo.live import live_logger, log_epoch, set_summary
 from exigo.metrics import at_chance, constant_features
@@ -28,6 +29,8 @@ def main() -> None:
     cfg = params.train
     device = resolve_device(cfg.device)
     data = load_dataset(Path("data") / params.data.name)
+    # DVC cannot watch a local data.source folder: stop if its files changed since download.
+    check_source(params.data.source, data.meta.get("files"), Path("data") / params.data.name)
     norm = data.meta["normalization"]
     settings = model_settings(params.model)
 

@@ -379,21 +379,30 @@ def test_a_changed_local_folder_is_read_again_never_the_cache(tmp_path):
     assert_same(fetch_dataset(spec, source=str(folder), cache_dir=cache, log=quiet), second)
 
 
-def test_a_changed_local_folder_reruns_download_in_dvc(tmp_path, stage_env):
-    """`dvc repro` sees files changed in place in a local data.source, and re-runs download."""
-    from conftest import dvc, init_repo
+def test_a_changed_local_folder_stops_train_until_download_reads_it_again(tmp_path, stage_env):
+    """DVC cannot watch a folder a param names: train checks it, and says how to refresh."""
+    from conftest import run_stage
 
     folder = tmp_path / "mine"
     write_tiny_idx(folder, seed=0)
     data = {"name": "idx", "source": str(folder)}
-    project = init_repo(make_project(tmp_path / "proj", tiny_params(data=data)), stage_env)
-    assert "Running stage 'download'" in dvc("repro", "download", cwd=project, env=stage_env).stdout
-    assert (
-        "Running stage 'download'"
-        not in dvc("repro", "download", cwd=project, env=stage_env).stdout
+    project = make_project(
+        tmp_path / "proj", tiny_params(data=data, train={"epochs": 1}), code=False
     )
-    second = write_tiny_idx(folder, seed=5)
-    assert "Running stage 'download'" in dvc("repro", "download", cwd=project, env=stage_env).stdout
+    run_download(project, stage_env)
+    run_stage("train", project, stage_env)
+    gzip_again = folder / FILES[("train", "images")]
+    gzip_again.write_bytes(gzip.compress(gzip.decompress(gzip_again.read_bytes()), 1))
+    run_stage("train", project, stage_env)  # recompressed, same content: nothing changed
+    second = write_tiny_idx(folder, seed=5)  # same names, new content
+    result = run_stage("train", project, stage_env, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: data.source: {folder / FILES[('train', 'images')]} changed since data/idx/ was "
+        "built from it; run dvc repro -f download to read it again, then run again"
+    )
+    run_download(project, stage_env)
+    run_stage("train", project, stage_env)
     test = torch.load(project / "data/idx/test.pt", weights_only=True)
     np.testing.assert_array_equal(test["images"].numpy(), second.arrays[("test", "images")])
 

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import STAGES, run_stage
 
+from exigo.errors import ExigoError, interrupts_always_stop
+from exigo.lineage import COMPLETE_TAG, KEY_TAG, dvc_hashes, dvc_remote_url, run_tags
 from exigo.live import read_history
-from exigo.tracking import experiment_name, project_root, tracking_uri
+from exigo.tracking import RunContent, experiment_name, log_run, project_root, tracking_uri
 
 
 def test_store_is_anchored_on_dvc_root(tmp_path, monkeypatch):
@@ -77,3 +88,258 @@ def test_run_holds_params_metrics_curves_artifacts_and_model(tracked):
     local, _ = load_checkpoint(project / "models/model.pt")
     with torch.no_grad():
         torch.testing.assert_close(model(x), local(x))
+
+
+# --- exactly once, lineage, and the store's faults (in process: one MLflow import) ---------------
+
+
+def content(lr: float = 0.01) -> RunContent:
+    history = [{"epoch": 1.0, "val_acc": 0.5}, {"epoch": 2.0, "val_acc": 0.6}]
+    return RunContent({"train.lr": lr}, {"evaluate.accuracy": 0.9}, history, {})
+
+
+@pytest.fixture
+def local_store(tmp_path, monkeypatch):
+    """A project folder whose MLflow store is its own mlflow.db."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # unset for the code, restored afterwards
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "proj")
+    return project
+
+
+def all_runs(project, deleted: bool = False):
+    import mlflow
+    from mlflow.entities import ViewType
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (exp,) = [e for e in client.search_experiments() if e.name == "proj"]
+    view = ViewType.ALL if deleted else ViewType.ACTIVE_ONLY
+    return client.search_runs([exp.experiment_id], run_view_type=view)
+
+
+def test_a_change_is_logged_once_and_a_cut_off_run_is_replaced(local_store):
+    first = log_run(content(), root=local_store, cwd=local_store)
+    again = log_run(content(), root=local_store, cwd=local_store)  # a retry of the same change
+    assert again.earlier and again.run_id == first.run_id
+    (run,) = all_runs(local_store)
+    assert run.data.tags[COMPLETE_TAG] == "true" and run.data.tags[KEY_TAG]
+
+    # A run of another change, cut off (kill -9) after it started: RUNNING, never completed.
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{local_store / 'mlflow.db'}")
+    other = log_run(content(0.02), root=local_store, cwd=local_store)
+    client.set_tag(other.run_id, COMPLETE_TAG, "false")
+    client.update_run(other.run_id, status="RUNNING")
+    redone = log_run(content(0.02), root=local_store, cwd=local_store)
+    assert not redone.earlier and redone.run_id != other.run_id
+    active = all_runs(local_store)
+    assert sorted(r.info.run_id for r in active) == sorted([first.run_id, redone.run_id])
+    assert all(r.data.tags[COMPLETE_TAG] == "true" for r in active)
+    hidden = {r.info.run_id: r for r in all_runs(local_store, deleted=True)}[other.run_id]
+    assert hidden.info.lifecycle_stage == "deleted" and hidden.info.status == "KILLED"
+
+
+def test_lineage_tags_and_sweep_tags(tmp_path, monkeypatch):
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc/config").write_text(
+        "[core]\n    remote = store\n"
+        "['remote \"store\"']\n    url = https://user:s3cr3t@dvc.example.org/exigo\n"
+    )
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n"
+        "  download:\n    outs:\n    - path: data/idx\n      md5: aaa.dir\n"
+        "  train:\n    outs:\n    - path: models/model.pt\n      md5: bbb\n"
+        "    - path: models/init.pt\n      md5: ccc\n"
+    )
+    assert dvc_remote_url(tmp_path) == "https://dvc.example.org/exigo"
+    assert dvc_hashes(tmp_path, "idx") == {
+        "dvc.md5.data": "aaa.dir",
+        "dvc.md5.model": "bbb",
+        "dvc.md5.init": "ccc",
+    }
+    monkeypatch.setenv("EXIGO_SWEEP_STUDY", "lr-search")
+    monkeypatch.setenv("EXIGO_SWEEP_TRIAL", "3")
+    tags = run_tags(tmp_path, "idx")
+    assert tags["optuna.study"] == "lr-search" and tags["optuna.trial"] == "3"
+    assert tags["dvc.remote"] == "https://dvc.example.org/exigo" and tags["exigo.host"]
+    assert "s3cr3t" not in json.dumps(tags)
+    monkeypatch.delenv("EXIGO_SWEEP_STUDY")
+    monkeypatch.delenv("EXIGO_SWEEP_TRIAL")
+    assert "optuna.study" not in run_tags(tmp_path, "idx")
+
+
+def test_corrupt_and_half_made_stores_say_what_to_do(local_store):
+    db = local_store / "mlflow.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ExigoError, match=r"not a readable SQLite database \(corrupt\); move it"):
+        log_run(content(), root=local_store, cwd=local_store)
+    assert db.read_bytes() == b"this is not a database" * 100  # left as it was
+
+    db = local_store / "half.db"  # a creation cut off by a full disk, as MLflow alone leaves it
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{db}"  # (local_store restores it)
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE secrets (id INTEGER)")
+    with pytest.raises(ExigoError, match=r"incomplete, its creation was cut off .*mv "):
+        log_run(content(), root=local_store, cwd=local_store)
+
+
+def test_server_that_is_not_mlflow_and_server_down(local_store, monkeypatch):
+    import socket
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)  # serves files: 404
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        with pytest.raises(ExigoError, match=f"MLFLOW_TRACKING_URI={url} is not an MLflow"):
+            log_run(content(), root=local_store, cwd=local_store)
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:pw@127.0.0.1:{port}")
+    with pytest.raises(ExigoError) as err:
+        log_run(content(), root=local_store, cwd=local_store)
+    assert f"MLflow server http://127.0.0.1:{port} unreachable (connection refused)" in str(err)
+    assert "pw@" not in str(err.value)
+
+
+def test_waiting_for_the_store_lock_says_so_and_gives_up(local_store, monkeypatch, capfd):
+    lock = local_store / "mlflow.db.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from filelock import FileLock; l = FileLock(sys.argv[1]); "
+         "l.acquire(); print('held', flush=True); time.sleep(120)", str(lock)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("EXIGO_MLFLOW_LOCK_TIMEOUT", "1")
+        with pytest.raises(ExigoError, match=r"gave up after 1 s waiting for .*mlflow.db.lock"):
+            log_run(content(), root=local_store, cwd=local_store)
+        assert "another process is logging to" in capfd.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert not (local_store / "mlflow.db").exists()
+
+
+def test_an_interrupt_swallowed_by_a_finalizer_still_stops():
+    class Finalizer:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # lands here: Python prints "Exception ignored"
+            time.sleep(0.2)
+
+    with pytest.raises(KeyboardInterrupt), interrupts_always_stop():
+        finalizer = Finalizer()
+        del finalizer
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# --- a small disk (tmpfs): full while creating the store, full while logging, read-only -----------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of a given size mounted on tmp_path/disk (needs root, as CI has)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = []
+
+    def mount(options: str) -> Path:
+        verb = ["-o", f"remount,{options}"] if mounted else ["-o", options]
+        subprocess.run(["mount", "-t", "tmpfs", *verb, "tmpfs", str(disk)], check=True, timeout=30)
+        mounted.append(options)
+        return disk
+
+    yield mount
+    if mounted:  # lazy: this process's MLflow may still hold the store open
+        subprocess.run(["umount", "-l", str(disk)], check=True, timeout=30)
+
+
+def test_full_disk_at_creation_and_while_logging(small_disk, local_store, monkeypatch):
+    disk = small_disk("size=48k")
+    uri = f"sqlite:///{disk / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(ExigoError, match="no space left on device; free some space"):
+        log_run(content(), root=local_store, cwd=local_store)
+    assert list(disk.iterdir()) in ([], [disk / "mlflow.db.lock"])  # no half-made store
+
+    small_disk("size=8m")  # space freed: the store is made, the run logged
+    first = log_run(content(), root=local_store, cwd=local_store)
+    filler = disk / "filler"
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    filler.write_bytes(b"\0" * (free - 4096))
+    artifact = local_store / "big.bin"
+    artifact.write_bytes(os.urandom(64 * 1024))
+    big = RunContent({"train.lr": 0.5}, {"evaluate.accuracy": 0.1}, [], {"big": artifact})
+    with pytest.raises(ExigoError, match="no space left on device"):
+        log_run(big, root=local_store, cwd=local_store)
+    filler.unlink()
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    assert client.get_run(first.run_id).data.params == {"train.lr": "0.01"}  # untouched
+
+
+def test_read_only_store(tmp_path, local_store, monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("root writes through permissions; a read-only bind mount needs root (CI has)")
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{rw / 'mlflow.db'}")
+    first = log_run(content(), root=local_store, cwd=local_store)
+    subprocess.run(["mount", "--bind", str(rw), str(ro)], check=True, timeout=30)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True, timeout=30)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ro / 'mlflow.db'}")
+        with pytest.raises(ExigoError, match=r"mlflow.db: read-only .*chmod u\+w"):
+            log_run(content(0.3), root=local_store, cwd=local_store)
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=True, timeout=30)
+    import mlflow
+
+    runs = mlflow.MlflowClient(f"sqlite:///{rw / 'mlflow.db'}").search_runs([first.experiment_id])
+    assert [r.info.run_id for r in runs] == [first.run_id]  # earlier runs untouched
+
+
+@pytest.mark.slow
+def test_ctrl_c_or_kill_while_logging_then_one_complete_run(tracked, stage_env):
+    """A Ctrl-C stops with "interrupted" and 130; after it or a kill -9, the next `track` leaves
+    the change with exactly one complete run (the cut-off one deleted)."""
+    project, client, first = tracked
+    params = (project / "params.yaml").read_text()
+    for n_mistakes, sig in ((7, signal.SIGINT), (6, signal.SIGKILL)):
+        (project / "params.yaml").write_text(
+            params.replace("n_mistakes: 8", f"n_mistakes: {n_mistakes}")
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stages.track"],
+            cwd=project, env=stage_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not client.search_runs([first.info.experiment_id], "attributes.status = 'RUNNING'"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+        if sig == signal.SIGINT:
+            assert proc.returncode == 130 and err.strip().endswith("interrupted"), err
+            assert "Exception ignored" not in err and "Traceback" not in err
+        assert "MLflow: logged run" not in out
+        run_stage("track", project, stage_env)
+        runs = client.search_runs(
+            [first.info.experiment_id], f"params.`evaluate.n_mistakes` = '{n_mistakes}'"
+        )
+        assert len(runs) == 1, [(r.info.status, r.data.tags) for r in runs]
+        assert runs[0].data.tags["exigo.complete"] == "true"
+        assert runs[0].info.status == "FINISHED"

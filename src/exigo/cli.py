@@ -1,4 +1,4 @@
-"""The `exigo` command: `exigo compare [REV ...]`."""
+"""The `exigo` command: `exigo compare [REV ...]`, `exigo push [-r REMOTE]`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     cmp.add_argument("revs", nargs="*", metavar="REV")
     cmp.add_argument("-o", "--out", default="compare", help="output folder (default: compare/)")
+    push = sub.add_parser(
+        "push",
+        help="dvc push --run-cache, plus the outputs the run-cache records name",
+        description="Push the workspace's DVC outputs, the run-cache records and every output "
+        "they name (dvc push --run-cache sends only the records), so that another machine's "
+        "`dvc exp run --pull` restores stages already run here instead of running them.",
+    )
+    push.add_argument("-r", "--remote", help="DVC remote name (default: the default remote)")
+    push.add_argument("-j", "--jobs", type=int, help="parallel uploads")
     args = parser.parse_args(argv)
 
     def compare() -> None:
@@ -31,7 +40,16 @@ def main(argv: list[str] | None = None) -> None:
             f"{len(report.charts)} plots, {len(report.images)} images per revision"
         )
 
-    run_stage(compare)
+    def share() -> None:
+        from exigo.share import push as push_run_cache
+
+        pushed = push_run_cache(Path.cwd(), args.remote, args.jobs)
+        print(
+            f"pushed to {pushed.remote}: {pushed.records} run-cache records and "
+            f"{pushed.files} files the remote did not have"
+        )
+
+    run_stage(compare if args.command == "compare" else share)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exigo.datasets import SPLIT_FILES, DatasetSpec, IdxFile, IdxFormatError, local_names, parse_idx
+from exigo.datasets import DatasetSpec, IdxFile, IdxFormatError, local_names, parse_idx
 from exigo.errors import DownloadError
 from exigo.io import WriteError, human_size, write_bytes
 
@@ -361,16 +361,24 @@ def fetch_dataset(
     return files
 
 
-def source_fingerprint(source: str | None) -> dict:
-    """What `download` would read from a local `source`: the sha256 of every file there that
-    may stand for one of the four, so that any change to them shows (URLs: the URL alone)."""
-    record: dict = {"source": source}
-    if source and not _is_url(source):
-        root = Path(source).expanduser()
-        record["files"] = {
-            name: hashlib.sha256((root / name).read_bytes()).hexdigest()
-            for filename in SPLIT_FILES.values()
-            for name in local_names(filename)
-            if (root / name).is_file()
-        }
-    return record
+def check_source(source: str | None, recorded: dict | None, data_dir: Path) -> None:
+    """Stop when the files of a local `data.source` folder no longer hold what `download` read
+    from it (compared by decompressed content, as meta.json records it). DVC cannot watch a
+    folder a param names, so the stages that use the data check it before they compute.
+    A URL, or a folder that is not on this machine (the data came through DVC), is not checked."""
+    if not source or _is_url(source) or not recorded:
+        return
+    root = Path(source).expanduser()
+    if not root.is_dir():
+        return
+    for name, seen in recorded.items():
+        found = [root / n for n in local_names(name) if (root / n).is_file()]
+        try:
+            now = hashlib.sha256(_payload(found[0].read_bytes())[0]).hexdigest() if found else None
+        except (OSError, VerifyError):
+            now = None
+        if now != seen.get("sha256"):
+            raise DownloadError(
+                f"data.source: {found[0] if found else root / name} changed since {data_dir}/ "
+                f"was built from it; run dvc repro -f download to read it again, then run again"
+            )

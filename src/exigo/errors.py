@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 class ExigoError(Exception):
@@ -28,3 +30,23 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+@contextlib.contextmanager
+def interrupts_always_stop() -> Iterator[None]:
+    """Ctrl-C always stops: Python raises KeyboardInterrupt wherever the main thread is, and one
+    that lands in a finalizer or a callback is printed as "Exception ignored" and lost (the stage
+    then went on and exited 0). Every SIGINT is remembered, and re-raised after the block."""
+    seen: list[int] = []
+
+    def handler(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if seen:
+        raise KeyboardInterrupt

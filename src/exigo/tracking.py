@@ -4,17 +4,36 @@ The `track` stage runs last and reads everything from disk (params, metrics, per
 plot images, the checkpoint), so the run is complete even when DVC restored the upstream stages
 from its run-cache without running their scripts. It has no outputs, so DVC never restores it from
 the run-cache: it runs exactly when something it depends on changed, and a no-op repro logs nothing.
+
+Exactly once: every run carries a key of what it logs (`exigo.run_key`, see `exigo.lineage`) and
+is tagged `exigo.complete` only after everything is logged. Before logging, a complete run with
+the same key means an earlier attempt already did the work (nothing is logged twice); a run with
+the key but not complete was cut off (kill -9, Ctrl-C, a full disk, a server that went away) and
+is deleted (hidden, with its reason tagged) before the run is logged again.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from exigo.errors import ExigoError
+from exigo.lineage import COMPLETE_TAG, KEY_TAG, previous_track, run_key, run_tags
+from exigo.store import (
+    bound_http_retries,
+    describe,
+    ensure_sqlite_store,
+    sqlite_path,
+    store_lock,
+    translate,
+)
+
 EXP_TMP_PARTS = (".dvc", "tmp", "exps")
 KIND_TAG = "mlflow.experimentKind"
+RESTORED_TAG = "exigo.restored"  # "true": the model was trained by an earlier run (see below)
 
 
 def project_root() -> Path:
@@ -38,16 +57,6 @@ def experiment_name(root: Path) -> str:
     return os.environ.get("MLFLOW_EXPERIMENT_NAME") or root.name
 
 
-def git_commit(cwd: Path) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def numeric_leaves(flat: dict[str, Any]) -> dict[str, float]:
     """Keep the numbers (not bools) of a flat dict: what MLflow accepts as metrics."""
     return {
@@ -57,93 +66,168 @@ def numeric_leaves(flat: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def run_tags(cwd: Path) -> dict[str, str]:
-    tags = {"mlflow.source.type": "PROJECT", "mlflow.source.name": "dvc repro"}
-    if commit := git_commit(cwd):
-        tags["mlflow.source.git.commit"] = commit
-    if exp := os.environ.get("DVC_EXP_NAME"):
-        tags["dvc.exp_name"] = exp
-        tags["mlflow.source.name"] = "dvc exp run"
-    if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
-        tags["dvc.baseline_rev"] = baseline
-    return tags
+@dataclass
+class RunContent:
+    """Everything one run logs."""
+
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    history: list[dict[str, float]]  # per-epoch rows, each with an "epoch"
+    artifacts: dict[str, Path]  # artifact folder -> file or folder
+    model: Any | None = None
+    input_example: Any | None = None
 
 
-def store_lock(uri: str):
-    """A file lock beside a local SQLite store: parallel `dvc queue start -j N` workers log one at
-    a time instead of failing with "database is locked" (or racing to create the tables)."""
-    import contextlib
-
-    from filelock import FileLock
-
-    if not uri.startswith("sqlite:///"):
-        return contextlib.nullcontext()
-    return FileLock(uri.removeprefix("sqlite:///") + ".lock", timeout=600)
+@dataclass
+class Logged:
+    run_id: str
+    uri: str
+    experiment_id: str
+    earlier: bool  # an earlier attempt had already logged this change completely
+    tags: dict[str, str]
 
 
 def log_run(
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    history: list[dict[str, float]],
-    artifacts: dict[str, Path],
-    model: Any | None = None,
-    input_example: Any | None = None,
-    root: Path | None = None,
-    cwd: Path | None = None,
-) -> str:
-    """Log one complete run; returns its run id."""
+    content: RunContent, root: Path | None = None, cwd: Path | None = None, data_name=None
+) -> Logged:
+    """Log one complete run, exactly once per change (see the module's docstring)."""
     root = root or project_root()
     cwd = cwd or Path.cwd()
     uri = tracking_uri(root)
-    with store_lock(uri):
-        return _log_run(uri, root, cwd, params, metrics, history, artifacts, model, input_example)
+    bound_http_retries()
+    tags = run_tags(cwd, data_name)
+    tags[KEY_TAG] = run_key(
+        content.params, content.metrics, content.history, tags, previous_track(cwd)
+    )
+    with store_lock(uri), translate(uri):
+        import mlflow
+
+        ensure_sqlite_store(uri, _artifact_root(uri))
+        mlflow.set_tracking_uri(uri)
+        client = mlflow.MlflowClient(uri)
+        experiment_id = _experiment(client, experiment_name(root), uri)
+        if done := _complete_run(client, experiment_id, tags[KEY_TAG]):
+            return Logged(done.info.run_id, uri, experiment_id, True, done.data.tags)
+        tags.update(_restored(client, experiment_id, tags))
+        run_id = _log(mlflow, client, experiment_id, tags, content)
+    return Logged(run_id, uri, experiment_id, False, tags)
 
 
-def _log_run(
-    uri: str,
-    root: Path,
-    cwd: Path,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    history: list[dict[str, float]],
-    artifacts: dict[str, Path],
-    model: Any | None,
-    input_example: Any | None,
-) -> str:
-    import mlflow
-    from mlflow.entities import Metric
+def _artifact_root(uri: str) -> str:
+    """Artifacts of a local store live beside it (not in the working directory, which is a
+    temporary copy for queued experiments)."""
+    path = sqlite_path(uri)
+    return str(path.parent / "mlruns") if path else "mlflow-artifacts:/"
 
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.set_experiment(experiment_name(root))
-    client = mlflow.MlflowClient()
-    if KIND_TAG not in experiment.tags:  # `mlflow ui` opens on training runs, not GenAI traces
+
+def _experiment(client, name: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        location = None
+        if path := sqlite_path(uri):
+            location = str(path.parent / "mlruns" / re.sub(r"[^\w.-]", "_", name))
+        try:  # `mlflow ui` opens on training runs, not GenAI traces
+            tags = {KIND_TAG: "custom_model_development"}
+            return client.create_experiment(name, artifact_location=location, tags=tags)
+        except MlflowException as exc:  # another machine created it first
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise exc from None
+    if experiment.lifecycle_stage == "deleted":
+        raise ExigoError(
+            f"MLflow experiment '{name}' (id {experiment.experiment_id}) was deleted on "
+            f"{describe(uri)}; restore it (MLFLOW_TRACKING_URI={describe(uri)} mlflow experiments "
+            f"restore --experiment-id {experiment.experiment_id}) or set MLFLOW_EXPERIMENT_NAME "
+            "to a new name, then run dvc repro again (the DVC outputs are kept)"
+        )
+    if KIND_TAG not in experiment.tags:
         client.set_experiment_tag(experiment.experiment_id, KIND_TAG, "custom_model_development")
-    tags = run_tags(cwd)
-    with mlflow.start_run(run_name=tags.get("dvc.exp_name"), tags=tags) as run:
-        run_id = run.info.run_id
-        now = int(run.info.start_time)
-        values = [Metric(k, v, now, 0) for k, v in metrics.items()]
-        for row in history:  # per-epoch curves, step = epoch
-            step = int(row["epoch"])
-            values += [Metric(k, v, now, step) for k, v in row.items() if k != "epoch"]
-        mlflow.log_params({k: "null" if v is None else v for k, v in params.items()})
-        for i in range(0, len(values), 1000):  # MLflow's limit per batch
-            client.log_batch(run_id, metrics=values[i : i + 1000])
-        for dest, path in artifacts.items():
-            if path.is_dir():
-                mlflow.log_artifacts(str(path), dest)
-            elif path.exists():
-                mlflow.log_artifact(str(path), dest)
-        if model is not None:
-            import mlflow.pytorch
+    return experiment.experiment_id
 
-            mlflow.pytorch.log_model(
-                model,
-                name="model",
-                input_example=input_example,
-                pip_requirements=[f"torch=={_version('torch')}"],
-            )
+
+def _complete_run(client, experiment_id: str, key: str):
+    """The complete run of this key, if an earlier attempt logged it; cut-off runs of the key
+    are deleted (hidden in `mlflow ui`, tagged why) so that the change keeps exactly one run."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'")
+    complete = [r for r in runs if r.data.tags.get(COMPLETE_TAG) == "true"]
+    for run in runs:
+        if run not in complete:
+            client.set_tag(run.info.run_id, COMPLETE_TAG, "false: cut off, logged again")
+            if run.info.status in ("RUNNING", "SCHEDULED"):
+                client.set_terminated(run.info.run_id, "KILLED")
+            client.delete_run(run.info.run_id)
+    return complete[0] if complete else None
+
+
+def _restored(client, experiment_id: str, tags: dict[str, str]) -> dict[str, str]:
+    """`exigo.restored=true` when an earlier complete run already used this very model (same
+    DVC md5): DVC restored `train` from its run-cache (perhaps pushed from another machine)
+    rather than training again. `exigo.trained_in_run` and `exigo.trained_on` name that run."""
+    md5 = tags.get("dvc.md5.model")
+    if not md5:
+        return {}
+    earlier = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`dvc.md5.model` = '{md5}' and tags.`{COMPLETE_TAG}` = 'true'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    if not earlier:
+        return {RESTORED_TAG: "false"}
+    first = earlier[0]
+    return {
+        RESTORED_TAG: "true",
+        "exigo.trained_in_run": first.info.run_id,
+        "exigo.trained_on": first.data.tags.get("exigo.host", "unknown"),
+    }
+
+
+def _log(mlflow, client, experiment_id: str, tags: dict[str, str], content: RunContent) -> str:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=tags.get("dvc.exp_name"), tags=tags
+    ) as run:
+        run_id = run.info.run_id
+        _log_values(client, run_id, int(run.info.start_time), content)
+        _log_files(mlflow, content)
+        if content.model is not None:
+            _log_model(mlflow, content)
+    client.set_tag(run_id, COMPLETE_TAG, "true")  # last: the run is complete only now
     return run_id
+
+
+def _log_values(client, run_id: str, now: int, content: RunContent) -> None:
+    from mlflow.entities import Metric, Param
+
+    params = [Param(k, "null" if v is None else str(v)) for k, v in content.params.items()]
+    values = [Metric(k, v, now, 0) for k, v in content.metrics.items()]
+    for row in content.history:  # per-epoch curves, step = epoch
+        step = int(row["epoch"])
+        values += [Metric(k, v, now, step) for k, v in row.items() if k != "epoch"]
+    for i in range(0, len(params), 100):  # MLflow's limits per batch
+        client.log_batch(run_id, params=params[i : i + 100])
+    for i in range(0, len(values), 1000):
+        client.log_batch(run_id, metrics=values[i : i + 1000])
+
+
+def _log_files(mlflow, content: RunContent) -> None:
+    for dest, path in content.artifacts.items():
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), dest)
+        elif path.exists():
+            mlflow.log_artifact(str(path), dest)
+
+
+def _log_model(mlflow, content: RunContent) -> None:
+    import mlflow.pytorch
+
+    mlflow.pytorch.log_model(
+        content.model,
+        name="model",
+        input_example=content.input_example,
+        pip_requirements=[f"torch=={_version('torch')}"],
+    )
 
 
 def _version(package: str) -> str:

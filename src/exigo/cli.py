@@ -1,4 +1,4 @@
-"""The `exigo` command: `exigo compare [REV ...]`."""
+"""The `exigo` command: `exigo compare [REV ...]`, `exigo sweep [sweep.yaml]`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,33 @@ def main(argv: list[str] | None = None) -> None:
     )
     cmp.add_argument("revs", nargs="*", metavar="REV")
     cmp.add_argument("-o", "--out", default="compare", help="output folder (default: compare/)")
+    swp = sub.add_parser(
+        "sweep",
+        help="search hyperparameters with Optuna, one DVC experiment per trial",
+        description="Run the Optuna study that sweep.yaml describes: each trial is one `dvc exp "
+        "run` in a worker's own clone, logged to MLflow. Workers on several machines share one "
+        "study through --storage: the study's trials are run once in total.",
+    )
+    swp.add_argument("file", nargs="?", default="sweep.yaml", help="(default: sweep.yaml)")
+    swp.add_argument(
+        "-w", "--workers", type=int, default=1, help="trials at once on this machine (default: 1)"
+    )
+    swp.add_argument(
+        "--storage",
+        help="Optuna storage URL shared by every worker, e.g. postgresql://user@host/db "
+        "(default: sqlite:///optuna.db in the project)",
+    )
     args = parser.parse_args(argv)
+
+    if args.command == "sweep":
+
+        def sweep() -> None:
+            from exigo.sweep import run_sweep
+
+            run_sweep(args.file, workers=args.workers, storage=args.storage)
+
+        run_stage(sweep)
+        return
 
     def compare() -> None:
         from exigo.compare import build

@@ -308,13 +308,15 @@ def test_trials_start_from_committed_code(tmp_path):
     env = make_env(tmp_path)
     project = init_repo(make_project(tmp_path / "p", tiny_params()), env)
     (project / "dvc.lock").write_text("schema: '2.0'\n")  # results may differ from HEAD ...
-    sh(["git", "add", "dvc.lock"], project, env)
+    (project / "sweep.yaml").write_text("study: committed\n")
+    sh(["git", "add", "dvc.lock", "sweep.yaml"], project, env)
     sh(["git", "commit", "-qm", "lock"], project, env)
     (project / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
-    assert Project.here(project).head
+    (project / "sweep.yaml").write_text("study: edited\n")  # the sweep's own file may change too
+    assert Project.here(project, sweep_file=project / "sweep.yaml").head
     (project / "params.yaml").write_text((project / "params.yaml").read_text() + "\n")
     with pytest.raises(ExigoError, match=r"uncommitted changes in params.yaml: trials start"):
-        Project.here(project)  # ... but an edit of the code or params would be lost
+        Project.here(project, project / "sweep.yaml")  # ... but an edit of params would be lost
 
 
 def test_the_command_gives_one_line_outside_a_project(tmp_path, stage_env):

@@ -250,7 +250,7 @@ def run_sweep(
     """Feed the study of sweep.yaml with this machine's workers until it has all its trials."""
     if workers < 1:
         raise ExigoError(f"--workers: at least 1 (got {workers})")
-    project = Project.here()
+    project = Project.here(sweep_file=Path(path))
     cfg = load_sweep(path, project.root / PARAMS_FILE)
     url = storage or studies.default_storage(project.root)
     _check_objective(project, cfg, say)

@@ -70,12 +70,14 @@ class Project:
     cache_dir: str  # the DVC cache every worker shares
 
     @classmethod
-    def here(cls, root: Path | None = None) -> Project:
+    def here(cls, root: Path | None = None, sweep_file: Path | None = None) -> Project:
+        """The project at `root` (default: here); `sweep_file` may differ from HEAD."""
         root = (root or Path.cwd()).resolve()
         if not (root / "dvc.yaml").exists() or not (root / ".dvc").is_dir():
             raise ExigoError(f"{root}: not a DVC project root (run exigo sweep where dvc.yaml is)")
         head = run(["git", "rev-parse", "HEAD"], root).stdout.strip()
-        _check_committed(root)
+        mine = {str(sweep_file.resolve().relative_to(root))} if sweep_file else set()
+        _check_committed(root, mine)
         cache = run(["dvc", "cache", "dir"], root).stdout.strip()
         return cls(root, head, _push_remote(root), cache)
 
@@ -87,11 +89,12 @@ class Project:
         return self.sweep_dir / "logs" / f"{experiment}.log"
 
 
-def _check_committed(root: Path) -> None:
-    """Trials start from HEAD: uncommitted edits (other than pipeline results) would be lost."""
+def _check_committed(root: Path, exempt: set[str]) -> None:
+    """Trials start from HEAD: uncommitted edits (other than pipeline results and the sweep's
+    own file, which the trials do not read) would be lost."""
     status = run(["git", "status", "--porcelain", "--untracked-files=no"], root).stdout
     changed = [line[3:].strip() for line in status.splitlines() if line.strip()]
-    results = _pipeline_results(root)
+    results = _pipeline_results(root) | exempt
     edits = [p for p in changed if not any(p == r or p.startswith(f"{r}/") for r in results)]
     if edits:
         shown = ", ".join(edits[:5]) + (", ..." if len(edits) > 5 else "")

@@ -525,3 +525,12 @@ def test_tags_and_env_reach_the_trial(tmp_path):
     if "MLFLOW_TRACKING_URI" not in os.environ:
         assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{project.root / 'mlflow.db'}"
     assert env["MLFLOW_EXPERIMENT_NAME"] == os.environ.get("MLFLOW_EXPERIMENT_NAME", "exigo-x")
+
+
+def test_a_remote_given_as_a_relative_path_is_found_from_the_worker_clones():
+    from exigo.sweep.workspace import _absolute
+
+    root = Path("/srv/exigo")
+    assert _absolute("../remote.git\n", root) == "/srv/remote.git"
+    for url in ("/r.git", "git@example.com:team/exigo.git", "https://example.com/x.git"):
+        assert _absolute(url, root) == url

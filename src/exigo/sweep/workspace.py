@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from exigo.errors import ExigoError
 from exigo.params import flatten
 
 SWEEP_DIR = Path(".exigo") / "sweep"  # git-ignored: worker clones and trial logs
-PROJECT_REMOTE = "project"  # a worker clone's name for the project it was cloned from
+PROJECT_REMOTE = "exigo-project"  # a worker clone's name for the project it was cloned from
 COMMAND_TIMEOUT_S = 600
 
 
@@ -179,7 +180,8 @@ def _prepare(project: Project, clone: Path) -> None:
             run(["git", "config", key, value], clone)
     remotes = run(["git", "remote"], clone).stdout.split()
     if project.remote:
-        url = run(["git", "remote", "get-url", project.remote], project.root).stdout.strip()
+        url = run(["git", "remote", "get-url", project.remote], project.root).stdout
+        url = _absolute(url, project.root)
         if project.remote in remotes:
             run(["git", "remote", "set-url", project.remote, url], clone)
         else:
@@ -189,6 +191,15 @@ def _prepare(project: Project, clone: Path) -> None:
         shutil.copy(local, clone / ".dvc" / "config.local")
     run(["dvc", "config", "--local", "cache.dir", project.cache_dir], clone)
     reset(clone)
+
+
+def _absolute(url: str, root: Path) -> str:
+    """A remote given as a path relative to the project, as seen from anywhere else."""
+    url = url.strip()
+    scheme = re.match(r"^[\w+.-]+://", url) or re.match(r"^[^/]+:", url)  # URL or user@host:path
+    if scheme or Path(url).is_absolute():
+        return url
+    return str((root / url).resolve())
 
 
 def reset(clone: Path) -> None:

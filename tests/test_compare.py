@@ -141,29 +141,88 @@ def chromium_page():
             browser.close()
 
 
+def _render_charts(page, html: Path, expected: int, shot: str) -> list[float]:
+    """Open a `dvc plots` page with every non-file request blocked; the widths of its charts."""
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(html.as_uri())
+    charts = ".vega-embed canvas, .vega-embed svg.marks"
+    page.wait_for_function(
+        f"document.querySelectorAll('{charts}').length >= {expected}", timeout=60_000
+    )
+    sizes = page.eval_on_selector_all(
+        charts, "els => els.map(e => e.getBoundingClientRect().width)"
+    )
+    _shot(page, shot)
+    assert not errors, errors
+    return sizes
+
+
+def test_plots_page_works_before_the_bundle_exists(tmp_path):
+    """`dvc plots show` in a repo where `.exigo/vega.js` was never written (a fresh clone): our
+    page still renders, with DVC's CDN tags as the fallback and the offline note."""
+    env = make_env(tmp_path)
+    project = tmp_path / "fresh"
+    (project / "plots").mkdir(parents=True)
+    (project / "plots" / "history.csv").write_text("epoch,loss\n1,0.5\n2,0.3\n")
+    (project / "dvc.yaml").write_text(
+        "plots:\n  - plots/history.csv:\n      x: epoch\n      y: loss\n"
+    )
+    init_repo(project, env)
+    dvc("plots", "show", "-o", "page", cwd=project, env=env)
+    html = (project / "page" / "index.html").read_text()
+    assert '<script src="../.exigo/vega.js"></script>' in html
+    assert "cdn.jsdelivr.net/npm/vega@" in html and 'id="no-vega"' in html
+    assert "vegaEmbed(" in html
+
+
 @pytest.mark.slow
 def test_dvc_plots_diff_renders_offline_in_chromium(experiments):
     project, env = experiments
     dvc("plots", "diff", "HEAD", "lr-high", "-o", "plots_page", cwd=project, env=env)
     page_html = (project / "plots_page" / "index.html").read_text()
-    assert "cdn.jsdelivr" not in page_html and "<script src=" not in page_html  # nothing remote
+    assert '<script src="../.exigo/vega.js"></script>' in page_html  # the bundle dvc repro wrote
     expected = page_html.count("vegaEmbed(")
     assert expected >= 5
-    errors: list[str] = []
+    requested: list[str] = []
+    with chromium_page() as page:
+        page.route("**/*", lambda route: (requested.append(route.request.url), _offline(route)))
+        sizes = _render_charts(
+            page, project / "plots_page" / "index.html", expected, "dvc-plots-diff"
+        )
+        assert not page.is_visible("#no-vega")
+    assert len(sizes) >= expected and min(sizes) > 50
+    assert all(url.startswith("file:") for url in requested), requested  # no CDN was needed
+
+
+@pytest.mark.slow
+def test_fresh_clone_plots_page_needs_no_extra_step(experiments, tmp_path):
+    """A clone has no .exigo/vega.js: the page falls back to DVC's CDN, and offline it says what
+    to run; after `dvc repro vega_bundle` it renders offline."""
+    project, env = experiments
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(project), str(clone)], tmp_path, env)
+    assert not (clone / ".exigo").exists()
+    dvc("plots", "show", "-o", "page", cwd=clone, env=env)  # works with no step first
+    html = clone / "page" / "index.html"
+    assert "cdn.jsdelivr.net/npm/vega@" in html.read_text()  # DVC's own tags, as the fallback
+    expected = html.read_text().count("vegaEmbed(")
+    requested: list[str] = []
+    with chromium_page() as page:
+        page.route("**/*", lambda route: (requested.append(route.request.url), _offline(route)))
+        page.goto(html.as_uri())
+        page.locator("#no-vega").wait_for(state="visible", timeout=30_000)
+        note = page.inner_text("#no-vega")
+        _shot(page, "dvc-plots-fresh-clone-offline")
+    assert "dvc repro vega_bundle" in note
+    assert any("cdn.jsdelivr.net" in url for url in requested)  # it did try DVC's CDN
+
+    dvc("repro", "vega_bundle", cwd=clone, env=env)
+    dvc("plots", "show", "-o", "page", cwd=clone, env=env)
     with chromium_page() as page:
         page.route("**/*", _offline)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto((project / "plots_page" / "index.html").as_uri())
-        charts = ".vega-embed canvas, .vega-embed svg.marks"
-        page.wait_for_function(
-            f"document.querySelectorAll('{charts}').length >= {expected}", timeout=60_000
-        )
-        sizes = page.eval_on_selector_all(
-            charts, "els => els.map(e => e.getBoundingClientRect().width)"
-        )
-        _shot(page, "dvc-plots-diff")
-    assert not errors, errors
-    assert len(sizes) >= expected and min(sizes) > 50
+        sizes = _render_charts(page, html, expected, "dvc-plots-fresh-clone-bundle")
+    assert len(sizes) >= expected
 
 
 @pytest.mark.slow

@@ -1,9 +1,9 @@
-"""Offline rendering of DVC plots: an HTML template with Vega inlined, and PNGs via vl-convert.
+"""Offline rendering of DVC plots: a local Vega bundle for DVC's pages, and PNGs via vl-convert.
 
-DVC's default `dvc plots show/diff` page loads Vega from a CDN, so it is blank offline. The
-template written here inlines Vega, Vega-Lite and Vega-Embed from the installed
-`vl-convert-python` package (nothing third-party is committed), and `.dvc/config` points
-`plots.html_template` at it.
+DVC's default `dvc plots show/diff` page loads Vega from a CDN, so it is blank offline.
+`.dvc/config` points `plots.html_template` at the committed page `.dvc/plots/page.html`, which
+loads Vega, Vega-Lite and Vega-Embed from `.exigo/vega.js` (written here from the installed
+`vl-convert-python`; nothing third-party is committed) and falls back to DVC's CDN tags.
 """
 
 from __future__ import annotations
@@ -12,42 +12,19 @@ from pathlib import Path
 
 # DVC writes Vega-Lite v5 specs; bundle the newest v5 that vl-convert ships.
 VEGALITE_VERSION = "5.21"
-TEMPLATE_PATH = Path(".exigo/plots_template.html")
-
-PAGE = """<!DOCTYPE html>
-<html>
-<head>
-    {refresh_tag}
-    <meta charset="utf-8">
-    <title>DVC plots (exigo, renders offline)</title>
-    <!-- Vega {vega}, Vega-Lite {vegalite}, Vega-Embed {embed}: bundled by vl-convert-python {vlc} -->
-    <script type="text/javascript">__BUNDLE__</script>
-    <style>
-        body {{ font-family: sans-serif; }}
-        table {{ border-spacing: 15px; }}
-    </style>
-</head>
-<body>
-    {plot_divs}
-</body>
-</html>
-"""
+BUNDLE_PATH = Path(".exigo/vega.js")  # .dvc/plots/page.html loads it as ../.exigo/vega.js
 
 
-def plots_template() -> str:
-    """The page DVC fills with `{plot_divs}`; `{scripts}` is left out so no CDN tag goes in."""
+def vega_bundle() -> str:
+    """Vega, Vega-Lite and Vega-Embed as one script, from the installed vl-convert-python."""
     import vl_convert as vlc
 
-    versions = {
-        "vega": vlc.get_vega_version(),
-        "vegalite": VEGALITE_VERSION,
-        "embed": vlc.get_vega_embed_version(),
-        "vlc": getattr(vlc, "__version__", "?"),
-    }
-    bundle = vlc.javascript_bundle(vl_version=VEGALITE_VERSION).replace("</script", "<\\/script")
-    head = PAGE.replace("{refresh_tag}", "\x00R").replace("{plot_divs}", "\x00P")
-    head = head.format(**versions).replace("\x00R", "{refresh_tag}").replace("\x00P", "{plot_divs}")
-    return head.replace("__BUNDLE__", bundle)
+    header = (
+        f"/* Vega {vlc.get_vega_version()}, Vega-Lite {VEGALITE_VERSION}, Vega-Embed "
+        f"{vlc.get_vega_embed_version()}: bundled by vl-convert-python "
+        f"{getattr(vlc, '__version__', '?')} */\n"
+    )
+    return header + vlc.javascript_bundle(vl_version=VEGALITE_VERSION)
 
 
 def vegalite_png(spec: dict, scale: float = 2.0) -> bytes:

@@ -52,7 +52,7 @@ def make_project(dest: Path, env: dict) -> None:
     sh(["dvc", "init", "-q"], dest, env)
     shutil.copy(ROOT / ".dvc" / "config", dest / ".dvc" / "config")
     shutil.copytree(ROOT / ".dvc" / "plots", dest / ".dvc" / "plots")
-    sh(["dvc", "repro", "-q", "download", "plots_template"], dest, env)  # data in the cache
+    sh(["dvc", "repro", "-q", "download", "vega_bundle"], dest, env)  # both in the cache
     sh(["git", "add", "-A"], dest, env)
     sh(["git", "commit", "-qm", "project"], dest, env)
 

@@ -1,4 +1,5 @@
-"""The `exigo` command: `exigo compare [REV ...]`, `exigo push [-r REMOTE]`."""
+"""The `exigo` command: `exigo compare [REV ...]`, `exigo push [-r REMOTE]`,
+`exigo sweep [sweep.yaml]`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from exigo.errors import run_stage
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exigo", description="exigo: interrogate trained models.")
     sub = parser.add_subparsers(dest="command", required=True)
     cmp = sub.add_parser(
@@ -28,28 +29,58 @@ def main(argv: list[str] | None = None) -> None:
     )
     push.add_argument("-r", "--remote", help="DVC remote name (default: the default remote)")
     push.add_argument("-j", "--jobs", type=int, help="parallel uploads")
-    args = parser.parse_args(argv)
+    swp = sub.add_parser(
+        "sweep",
+        help="search hyperparameters with Optuna, one DVC experiment per trial",
+        description="Run the Optuna study that sweep.yaml describes: each trial is one `dvc exp "
+        "run` in a worker's own clone, logged to MLflow. Workers on several machines share one "
+        "study through --storage: the study's trials are run once in total.",
+    )
+    swp.add_argument("file", nargs="?", default="sweep.yaml", help="(default: sweep.yaml)")
+    swp.add_argument(
+        "-w", "--workers", type=int, default=1, help="trials at once on this machine (default: 1)"
+    )
+    swp.add_argument(
+        "--storage",
+        help="Optuna storage URL shared by every worker, e.g. postgresql://user@host/db "
+        "(default: sqlite:///optuna.db in the project)",
+    )
+    return parser
 
-    def compare() -> None:
-        from exigo.compare import build
 
-        out = Path(args.out)
-        report = build(args.revs, out)
-        print(
-            f"wrote {out}/report.md and {out}/report.html: {' vs '.join(report.revs)}, "
-            f"{len(report.charts)} plots, {len(report.images)} images per revision"
-        )
+def compare(args: argparse.Namespace) -> None:
+    from exigo.compare import build
 
-    def share() -> None:
-        from exigo.share import push as push_run_cache
+    out = Path(args.out)
+    report = build(args.revs, out)
+    print(
+        f"wrote {out}/report.md and {out}/report.html: {' vs '.join(report.revs)}, "
+        f"{len(report.charts)} plots, {len(report.images)} images per revision"
+    )
 
-        pushed = push_run_cache(Path.cwd(), args.remote, args.jobs)
-        print(
-            f"pushed to {pushed.remote}: {pushed.records} run-cache records and "
-            f"{pushed.files} files the remote did not have"
-        )
 
-    run_stage(compare if args.command == "compare" else share)
+def push(args: argparse.Namespace) -> None:
+    from exigo.share import push as push_run_cache
+
+    pushed = push_run_cache(Path.cwd(), args.remote, args.jobs)
+    print(
+        f"pushed to {pushed.remote}: {pushed.records} run-cache records and "
+        f"{pushed.files} files the remote did not have"
+    )
+
+
+def sweep(args: argparse.Namespace) -> None:
+    from exigo.sweep import run_sweep
+
+    run_sweep(args.file, workers=args.workers, storage=args.storage)
+
+
+COMMANDS = {"compare": compare, "push": push, "sweep": sweep}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    run_stage(lambda: COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

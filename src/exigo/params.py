@@ -7,7 +7,7 @@ value stops a stage with one line that names the key and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from exigo.errors import ParamsError
+from exigo.errors import ExigoError, ParamsError
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -136,16 +136,39 @@ class Params(_Section):
     saliency: SaliencyParams = SaliencyParams()
 
 
-def _describe(err: dict[str, Any], raw: dict[str, Any]) -> str:
+def _model_at(root: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
+    """The pydantic model that holds the keys at `loc` (None where a mapping holds free keys)."""
+    node: Any = root
+    for part in loc:
+        if isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
+            node = _unwrap(node.model_fields[part].annotation)
+        elif get_origin(node) is dict:
+            node = _unwrap(get_args(node)[1])
+        else:
+            return None
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """A model or a dict type inside Optional[...] / Annotated[...] / a union, else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is dict:
+        return annotation
+    for arg in get_args(annotation):
+        if (found := _unwrap(arg)) is not None:
+            return found
+    return None
+
+
+def _describe(err: dict[str, Any], raw: dict[str, Any], root: type[BaseModel], source: str) -> str:
     """One line for one pydantic error: the dotted key, what is allowed, what was given."""
     loc = [str(p) for p in err["loc"]]
     key = ".".join(loc) or "(top level)"
     if err["type"] == "extra_forbidden":
-        section: Any = Params
-        for part in loc[:-1]:
-            section = section.model_fields[part].annotation
-        allowed = ", ".join(section.model_fields)
-        where = f"section '{'.'.join(loc[:-1])}'" if len(loc) > 1 else "params.yaml"
+        section = _model_at(root, loc[:-1])
+        allowed = ", ".join(section.model_fields) if section else "(see the documentation)"
+        where = f"section '{'.'.join(loc[:-1])}'" if len(loc) > 1 else Path(source).name
         return f"{key}: unknown key; {where} allows: {allowed}"
     if err["type"] == "missing":
         if loc and loc[-1].isdigit():  # a tuple given too few values
@@ -165,29 +188,41 @@ def _get(tree: Any, loc: list[str]) -> Any:
     return tree
 
 
-def parse_params(raw: Any, source: str = "params.yaml") -> Params:
-    """Validate a params mapping; raise ParamsError naming every bad key."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], raw: Any, source: str, error: type[ExigoError] = ParamsError) -> M:
+    """Validate a YAML mapping against a model; raise `error` with one line per bad key."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+        raise error(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(e, raw) for e in exc.errors(include_url=False)]
-        raise ParamsError(f"{source}: " + f"\n  {source}: ".join(lines)) from None
+        lines = [_describe(e, raw, model, source) for e in exc.errors(include_url=False)]
+        raise error(f"{source}: " + f"\n  {source}: ".join(lines)) from None
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; raise ParamsError naming every bad key."""
+    return validate(Params, raw, source)
+
+
+def read_yaml(path: Path | str, error: type[ExigoError] = ParamsError) -> Any:
+    """A YAML file the user wrote; missing or broken becomes one clear error."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: not found (run from the project root)") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from None
 
 
 def load_params(path: Path | str = PARAMS_FILE) -> Params:
     """Read and validate params.yaml."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: not found (run from the project root)") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(raw, str(path))
+    return parse_params(read_yaml(path), str(path))
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -84,7 +84,7 @@ def train(params: Params, group: Group = SINGLE) -> None:
         log_epoch(live, stats)  # dvc exp show, VS Code and Studio see it now
         bar.console.print(epoch_line(stats, cfg.epochs))
 
-    with live_logger() as live, progress_bar() as bar:
+    with live_logger(monitor_system=cfg.monitor_system) as live, progress_bar() as bar:
         task = bar.add_task("train", total=cfg.epochs * len(data.train))
         result = fit(
             model, data.train, data.val, cfg, params.base.seed, device,

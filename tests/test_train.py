@@ -217,3 +217,16 @@ def test_a_failing_process_is_one_line(tiny_project, stage_env):
     ] and result.stderr.startswith("error: train.nproc=2: process ")
     assert "data/idx/train.pt" in result.stderr and "Traceback" not in result.stderr
     assert not (tiny_project / "models/model.pt").exists()
+
+
+def test_monitor_system_adds_dvclive_system_curves_quietly(tiny_project, stage_env):
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["train"]["monitor_system"] = True
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run_stage("train", tiny_project, stage_env)
+    assert "Traceback" not in result.stderr and "NVML" not in result.stderr  # no GPU, no noise
+    system = tiny_project / "metrics/train/plots/metrics/system"
+    assert (system / "cpu/usage (%).tsv").exists() and (system / "ram/usage (GB).tsv").exists()
+    metrics = json.loads((tiny_project / "metrics/train/metrics.json").read_text())
+    assert not [k for k in metrics if k.startswith("system")]  # dvc exp show keeps its columns
+    assert [row["epoch"] for row in read_history(tiny_project / "metrics/train")] == [1, 2]

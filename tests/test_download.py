@@ -379,6 +379,7 @@ def test_a_changed_local_folder_is_read_again_never_the_cache(tmp_path):
     assert_same(fetch_dataset(spec, source=str(folder), cache_dir=cache, log=quiet), second)
 
 
+@pytest.mark.slow
 def test_a_changed_local_folder_stops_train_until_download_reads_it_again(tmp_path, stage_env):
     """DVC cannot watch a folder a param names: train checks it, and says how to refresh."""
     from conftest import run_stage

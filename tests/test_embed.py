@@ -13,7 +13,7 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
-from conftest import make_project, run_stage, tiny_params
+from conftest import make_env, make_project, run_stage, tiny_params
 from PIL import Image
 
 from exigo.data import load_dataset
@@ -21,11 +21,23 @@ from exigo.embedding import extract_features, pick_points, project, quality
 from exigo.models import load_checkpoint
 
 
-@pytest.fixture
-def embedded(tiny_project, stage_env):
-    for stage in ("train", "embed_baseline pixels", "embed_baseline untrained", "embed"):
-        run_stage(stage, tiny_project, stage_env)
-    return tiny_project
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, tiny_idx):
+    """One project through train and the three embed stages, shared by this file's tests (they
+    read it; the determinism test re-runs embed, which must write the same bytes)."""
+    tmp = tmp_path_factory.mktemp("embedded")
+    env = make_env(tmp)
+    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    project = make_project(tmp / "proj", tiny_params(data=data), code=False)
+    for stage in (
+        "download",
+        "train",
+        "embed_baseline pixels",
+        "embed_baseline untrained",
+        "embed",
+    ):
+        run_stage(stage, project, env)
+    return project
 
 
 def free_port() -> int:

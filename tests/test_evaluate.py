@@ -159,6 +159,7 @@ def test_missing_or_damaged_inputs_are_one_line_errors(tiny_project, stage_env):
     )
 
 
+@pytest.mark.slow
 def test_a_model_that_learned_nothing_gets_warnings_not_tracebacks(tiny_project, stage_env):
     """All-zero weights and biases: every penultimate feature is 0 for every image (as with dead
     ReLUs). evaluate, saliency and embed finish, each saying so in one line."""

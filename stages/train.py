@@ -2,6 +2,11 @@
 
 python -m stages.train     # reads params.yaml (base, data, model, train), writes models/ and,
                            # through DVCLive, metrics/train/ (live per epoch while it trains)
+
+With train.nproc > 1 it trains data-parallel in that many processes on this machine. Outside DVC,
+torchrun runs it on several machines (each starts the same command; see the README):
+    torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
+        -m stages.train
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ from pathlib import Path
 import torch
 
 from exigo.data import load_dataset, to_input
+from exigo.distributed import SINGLE, Group, join, launch, launched, leave
 from exigo.download import check_source
 from exigo.errors import run_stage
 from exigo.live import live_logger, log_epoch, set_summary
 from exigo.metrics import at_chance, constant_features
 from exigo.models import build_model, model_settings, save_checkpoint
-from exigo.params import load_params
+from exigo.params import Params, load_params
 from exigo.progress import epoch_line, progress_bar
 from exigo.training import cpu_state, fit
 from exigo.utils import resolve_device, set_seed, warn
@@ -26,6 +32,25 @@ MODELS_DIR = Path("models")
 
 def main() -> None:
     params = load_params()
+    if launched():  # one process of a torchrun group, on this machine or several
+        run_process()
+    elif params.train.nproc > 1:  # train.nproc processes on this machine
+        launch(params.train.nproc, resolve_device(params.train.device), run_process)
+    else:
+        train(params)
+
+
+def run_process() -> None:
+    """One process of a data-parallel group: join it, train its share, leave."""
+    params = load_params()
+    group = join(resolve_device(params.train.device))
+    try:
+        train(params, group)
+    finally:
+        leave()
+
+
+def train(params: Params, group: Group = SINGLE) -> None:
     cfg = params.train
     device = resolve_device(cfg.device)
     data = load_dataset(Path("data") / params.data.name)
@@ -33,12 +58,16 @@ def main() -> None:
     check_source(params.data.source, data.meta.get("files"), Path("data") / params.data.name)
     norm = data.meta["normalization"]
     settings = model_settings(params.model)
-
     set_seed(params.base.seed)
     model = build_model(params.model.name, settings, len(data.classes), norm["mean"], norm["std"])
+    if not group.main:  # the other processes train their share and write nothing
+        fit(model, data.train, data.val, cfg, params.base.seed, device, group=group)
+        return
+
     n_params = sum(p.numel() for p in model.parameters())
+    on = f"{device} x {group.world} processes" if group.world > 1 else str(device)
     print(
-        f"{params.model.name}: {n_params:,} parameters, {len(data.train):,} training images on {device}"
+        f"{params.model.name}: {n_params:,} parameters, {len(data.train):,} training images on {on}"
     )
     meta = {
         "model": {"name": params.model.name, "settings": settings},
@@ -49,43 +78,27 @@ def main() -> None:
     }
     # The untrained weights of the same seed: the saliency stage compares against them.
     save_checkpoint(MODELS_DIR / "init.pt", cpu_state(model), epoch=0, score=None, **meta)
-    with torch.no_grad():
-        start = model.eval().features(to_input(data.val.images[:512]))
-    if constant_features(start.numpy()):
-        warn(
-            f"{params.model.name} (seed {params.base.seed}): every penultimate feature is the same "
-            "for every image before training, so no gradient flows and it cannot learn; "
-            "try another base.seed"
-        )
+    warn_if_dead(model, data.val.images[:512], params)
 
     def on_epoch(stats):
         log_epoch(live, stats)  # dvc exp show, VS Code and Studio see it now
         bar.console.print(epoch_line(stats, cfg.epochs))
 
-    with live_logger() as live, progress_bar() as bar:
+    with live_logger(monitor_system=cfg.monitor_system) as live, progress_bar() as bar:
         task = bar.add_task("train", total=cfg.epochs * len(data.train))
         result = fit(
-            model,
-            data.train,
-            data.val,
-            cfg,
-            params.base.seed,
-            device,
-            on_batch=lambda n: bar.advance(task, n),
-            on_epoch=on_epoch,
-        )
+            model, data.train, data.val, cfg, params.base.seed, device,
+            on_batch=lambda n: bar.advance(task, n * group.world), on_epoch=on_epoch, group=group,
+        )  # fmt: skip
         best = result.best
         score = {"metric": cfg.monitor, "value": getattr(best, cfg.monitor)}
         save_checkpoint(
             MODELS_DIR / "model.pt", result.best_state, epoch=best.epoch, score=score, **meta
         )
-        summary = {  # the saved (best) epoch's numbers, not the last epoch's
-            "best_epoch": best.epoch,
-            **{
-                k: round(getattr(best, k), 6)
-                for k in ("val_loss", "val_acc", "train_loss", "train_acc")
-            },
-            "n_parameters": n_params,
+        summary = {"best_epoch": best.epoch, "n_parameters": n_params}  # the saved epoch's numbers
+        summary |= {
+            k: round(getattr(best, k), 6)
+            for k in ("val_loss", "val_acc", "train_loss", "train_acc")
         }
         set_summary(live, summary, last_epoch=len(result.history))
     if at_chance(best.val_acc, len(data.classes)):
@@ -97,6 +110,18 @@ def main() -> None:
         f"best epoch {best.epoch}: val acc {best.val_acc:.4f}, val loss {best.val_loss:.4f}; "
         f"{result.images_per_second:,.0f} img/s over {result.seconds:.1f} s of training"
     )
+
+
+def warn_if_dead(model: torch.nn.Module, images: torch.Tensor, params: Params) -> None:
+    """One line when the untrained model gives every image the same features (dead ReLUs)."""
+    with torch.no_grad():
+        start = model.eval().features(to_input(images))
+    if constant_features(start.numpy()):
+        warn(
+            f"{params.model.name} (seed {params.base.seed}): every penultimate feature is the same "
+            "for every image before training, so no gradient flows and it cannot learn; "
+            "try another base.seed"
+        )
 
 
 if __name__ == "__main__":

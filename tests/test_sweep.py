@@ -504,6 +504,40 @@ def test_ctrl_c_stops_a_worker_cleanly_and_the_study_goes_on(tmp_path, tiny_idx)
     assert f"best: trial 1, experiment {STUDY}-1" in out
 
 
+@pytest.mark.slow
+def test_a_real_trial_is_pruned_from_dvclive_values_and_leaves_a_clean_clone(tmp_path, tiny_idx):
+    """The pruner reads the epochs DVCLive writes while `dvc exp run` trains, stops the trial
+    (its whole process group), records it as pruned with the epochs it reached, and the next
+    trial starts from a clean clone."""
+    env = make_env(tmp_path)
+    params = sweep_params(tiny_idx)
+    params["train"]["epochs"] = 60  # long enough for the pruner to see epochs while it trains
+    project = init_repo(make_project(tmp_path / "exigo-prune", params), env)
+    pruner = {"name": "threshold", "lower": 1.5}  # no accuracy reaches it: prune at once
+    sweep = {**SWEEP, "trials": 1, "enqueue": [], "pruner": pruner}
+    sweep["space"] = {"train.lr": SWEEP["space"]["train.lr"]}
+    (project / "sweep.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
+    code, out, err = finish(start_sweep(project, env), 900)
+    assert code == 0, out + err
+
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{project / 'optuna.db'}")
+    (pruned,) = study.trials
+    assert pruned.state == TrialState.PRUNED, (pruned.state, pruned.user_attrs, out, err)
+    steps = sorted(pruned.intermediate_values)
+    assert steps and steps[0] == 1 and steps[-1] < 60  # its partial values are kept
+    assert all(0.0 <= v <= 1.0 for v in pruned.intermediate_values.values())
+    assert pruned.user_attrs["exigo.pruned"] == f"pruned at step {steps[-1]}"
+    clone = project / ".exigo" / "sweep" / "workers" / "0"
+    assert sh(["git", "status", "--porcelain"], clone, env).stdout == ""
+    assert not _processes_in(clone), "a stage of the pruned trial outlived it"
+    assert not (project / "mlflow.db").exists() or not _runs(project / "mlflow.db")
+
+
+def _runs(db: Path) -> list:
+    client = mlflow_client(f"sqlite:///{db}")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
 def _processes_in(folder: Path) -> list[int]:
     import psutil
 

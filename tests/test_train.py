@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
+import yaml
 from conftest import run_stage
 
 from exigo.data import load_dataset, to_input
@@ -156,3 +158,75 @@ def test_bf16_autocast_learns_and_is_deterministic_on_the_cpu(tiny_project):
         runs.append([(s.train_loss, s.val_loss, s.val_acc) for s in result.history])
     assert runs[0] == runs[1]
     assert runs[0][-1][0] < runs[0][0][0] and runs[0][-1][2] > 0.3
+
+
+def _train_outputs(project) -> dict[str, bytes]:
+    paths = ["metrics/train/metrics.json", "models/model.pt", "models/init.pt"]
+    paths += sorted(str(p.relative_to(project)) for p in project.rglob("*.tsv"))
+    return {p: (project / p).read_bytes() for p in paths}
+
+
+def _test_accuracy(project) -> float:
+    model, _ = load_checkpoint(project / "models/model.pt")
+    test = load_dataset(project / "data/idx").test
+    with torch.no_grad():
+        return (model(to_input(test.images)).argmax(1) == test.labels).float().mean().item()
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_and_repeat_exactly(tiny_project, stage_env):
+    """train.nproc=2: DistributedDataParallel over gloo on 127.0.0.1, started by PyTorch's
+    elastic launcher. Rank 0 alone writes; the result matches one process; runs repeat exactly."""
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["train"]["epochs"] = 3
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_stage("train", tiny_project, stage_env)
+    single = json.loads((tiny_project / "metrics/train/metrics.json").read_text())
+    single_test = _test_accuracy(tiny_project)
+
+    params["train"]["nproc"] = 2
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    runs = []
+    for _ in range(2):
+        shutil.rmtree(tiny_project / "models")
+        shutil.rmtree(tiny_project / "metrics")
+        result = run_stage("train", tiny_project, stage_env)
+        runs.append(_train_outputs(tiny_project))
+        # Rank 0 alone reports and logs: each epoch once, one row per epoch in DVCLive's files.
+        assert result.stdout.count("Epoch 1/3") == 1 and "x 2 processes" in result.stdout
+        assert result.stderr.count("Epoch 1/3") == 0
+        rows = (tiny_project / "metrics/train/plots/metrics/val_acc.tsv").read_text().splitlines()
+        assert [r.split("\t")[0] for r in rows[1:]] == ["1", "2", "3"]
+    assert runs[0] == runs[1]  # same seed and nproc: identical bytes, metrics and weights
+    double = json.loads((tiny_project / "metrics/train/metrics.json").read_text())
+    assert abs(double["val_acc"] - single["val_acc"]) <= 0.01 + 1e-9
+    assert abs(_test_accuracy(tiny_project) - single_test) <= 0.01 + 1e-9
+    assert not list(tiny_project.rglob("*.tmp"))  # no half-written file from either process
+
+
+@pytest.mark.slow
+def test_a_failing_process_is_one_line(tiny_project, stage_env):
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["train"]["nproc"] = 2
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (tiny_project / "data/idx/train.pt").write_bytes(b"not a tensor file")
+    result = run_stage("train", tiny_project, stage_env, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        result.stderr.strip()
+    ] and result.stderr.startswith("error: train.nproc=2: process ")
+    assert "data/idx/train.pt" in result.stderr and "Traceback" not in result.stderr
+    assert not (tiny_project / "models/model.pt").exists()
+
+
+def test_monitor_system_adds_dvclive_system_curves_quietly(tiny_project, stage_env):
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["train"]["monitor_system"] = True
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run_stage("train", tiny_project, stage_env)
+    assert "Traceback" not in result.stderr and "NVML" not in result.stderr  # no GPU, no noise
+    system = tiny_project / "metrics/train/plots/metrics/system"
+    assert (system / "cpu/usage (%).tsv").exists() and (system / "ram/usage (GB).tsv").exists()
+    metrics = json.loads((tiny_project / "metrics/train/metrics.json").read_text())
+    assert not [k for k in metrics if k.startswith("system")]  # dvc exp show keeps its columns
+    assert [row["epoch"] for row in read_history(tiny_project / "metrics/train")] == [1, 2]

@@ -27,8 +27,18 @@ EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
 @contextmanager
 def live_logger(live_dir: Path = LIVE_DIR, monitor_system: bool = False) -> Iterator[Live]:
-    """A DVCLive logger that leaves dvc.yaml alone and lets DVC save the experiment."""
+    """A DVCLive logger that leaves dvc.yaml alone and lets DVC save the experiment.
+
+    monitor_system adds DVCLive's system/* metrics (CPU, RAM, disk; GPU where CUDA is)."""
     from dvclive import Live
+
+    if monitor_system:
+        import dvclive.monitor_system
+        import torch
+
+        # With NVIDIA's Python bindings installed but no driver, DVCLive's sampler fails on the
+        # GPU before it records the CPU, and prints a traceback: ask it for GPUs only where CUDA is.
+        dvclive.monitor_system.GPU_AVAILABLE &= torch.cuda.is_available()
 
     with Live(
         str(live_dir),

@@ -6,7 +6,6 @@ import math
 import re
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 def metric_key(name: str) -> str:
@@ -16,6 +15,8 @@ def metric_key(name: str) -> str:
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """(n, n) counts; rows are the true class, columns the predicted class (sklearn's convention)."""
+    from sklearn.metrics import confusion_matrix  # imported here: train needs none of sklearn
+
     return confusion_matrix(y_true, y_pred, labels=np.arange(n_classes))
 
 
@@ -35,6 +36,8 @@ def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...], n_confused: int = 5
 ) -> dict:
     """Accuracy, macro/weighted and per-class precision/recall/F1, most-confused pairs."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     labels = np.arange(len(classes))
     cm = confusion(y_true, y_pred, len(classes))
     out: dict = {"accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0}

@@ -77,6 +77,8 @@ class TrainParams(_Section):
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     monitor: Literal["val_acc", "val_loss"] = "val_acc"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    nproc: int = Field(1, ge=1, le=64)
+    monitor_system: bool = False
 
 
 class EvaluateParams(_Section):

@@ -9,7 +9,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from exigo.io import save_figure  # noqa: E402
 
@@ -18,6 +17,8 @@ def plot_confusion(
     cm: np.ndarray, classes: tuple[str, ...], path: Path, normalize: bool = False
 ) -> None:
     """Rows = true class, columns = predicted class, with counts (or row fractions) in the cells."""
+    from sklearn.metrics import ConfusionMatrixDisplay  # here: most figures need no sklearn
+
     values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     size = max(6.0, 0.55 * len(classes) + 2)
     fig, ax = plt.subplots(figsize=(size, size))

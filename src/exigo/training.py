@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from exigo.data import Split, batches
+from exigo.distributed import SINGLE, Group, all_sum, sync_buffers, wrap
 from exigo.params import TrainParams
 from exigo.utils import resolve_precision
 
@@ -97,6 +98,22 @@ def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float
     return loss, acc
 
 
+def validate(
+    model: nn.Module, val: Split, device: torch.device, group: Group
+) -> tuple[float, float]:
+    """(loss, accuracy) on the whole validation split; in a group, each process scores its share
+    and the sums are combined."""
+    if group.world == 1:
+        return loss_and_accuracy(predict(model, val, 1024, device), val.labels)
+    mine = group.shard(torch.arange(len(val), device=val.labels.device))
+    logits = predict(model, Split(val.images[mine], val.labels[mine]), 1024, device).to(device)
+    labels = val.labels[mine].to(device)
+    loss = F.cross_entropy(logits, labels, reduction="sum")
+    correct = (logits.argmax(1) == labels).sum().double()
+    loss, correct = all_sum(group, loss.double(), correct)
+    return loss.item() / len(val), correct.item() / len(val)
+
+
 def fit(
     model: nn.Module,
     train: Split,
@@ -106,11 +123,17 @@ def fit(
     device: torch.device,
     on_batch: Callable[[int], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    group: Group = SINGLE,
 ) -> FitResult:
-    """Train `model` for cfg.epochs; keep the weights of the best epoch by cfg.monitor on `val`."""
+    """Train `model` for cfg.epochs; keep the weights of the best epoch by cfg.monitor on `val`.
+
+    In a process group (train.nproc > 1) each process trains on its slice of every batch under
+    DistributedDataParallel, and the epoch's numbers are summed over all processes, so every
+    process sees the same history and picks the same best epoch on the whole validation split."""
     model.to(device)
     if device.type in ("cpu", "cuda"):
         model.to(memory_format=torch.channels_last)  # faster convs on both, same results per device
+    net = wrap(model, group, device)  # the model itself in a single process
     train = Split(train.images.to(device), train.labels.to(device))
     val = Split(val.images.to(device), val.labels.to(device))
     opt = make_optimizer(model, cfg, device)
@@ -127,12 +150,14 @@ def fit(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         lr = opt.param_groups[0]["lr"]
-        for x, y in batches(train, cfg.batch_size, device, gen):
+        for x, y in batches(
+            train, cfg.batch_size, device, gen, group.shard if group.world > 1 else None
+        ):
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(
                 device.type, dtype=dtype or torch.float32, enabled=dtype is not None
             ):
-                logits = model(x)
+                logits = net(x)
             loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -146,7 +171,9 @@ def fit(
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
         images += len(train)
-        val_loss, val_acc = loss_and_accuracy(predict(model, val, 1024, device), val.labels)
+        loss_sum, correct = all_sum(group, loss_sum, correct)
+        sync_buffers(model, group)
+        val_loss, val_acc = validate(model, val, device, group)
         stats = EpochStats(
             epoch,
             loss_sum.item() / len(train),

@@ -61,7 +61,7 @@ class Registered:
 
 def register(client, name: str, model, run_tags: dict[str, str], score: float | None) -> Registered:
     """A new version of `name` from a logged model (`mlflow.models.ModelInfo`), tagged, and
-    `best` moved to it if its score beats the version that holds it."""
+    `best` moved to it if its score beats every earlier version's."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -81,30 +81,42 @@ def register(client, name: str, model, run_tags: dict[str, str], score: float | 
         model_id=model.model_id,
         await_creation_for=0,
     )
-    best = _best(client, name, version)
+    best = _best(client, name)
     if best is not None:
         client.set_registered_model_alias(name, BEST, best.version)
     return Registered(name, str(version.version), str(best.version) if best else None)
 
 
-def _best(client, name: str, new):
-    """The better of the new version and the one holding `best` (all versions when none holds
-    it: a first version, or the holder was deleted); ties keep the earlier version."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        candidates = [client.get_model_version_by_alias(name, BEST), new]
-    except MlflowException as exc:
-        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise
-        candidates = [*client.search_model_versions(f"name = '{name}'"), new]
-    scored = [v for v in candidates if SCORE in v.tags]
+def _best(client, name: str):
+    """The version with the highest score among all versions of `name` (the one just made
+    included); ties keep the earlier version. All versions, not only the one holding `best`:
+    a holder deleted by hand, or another machine registering at the same moment, are then no
+    special case."""
+    scored = [(s, v) for v in _versions(client, f"name = '{name}'") if (s := _score(v)) is not None]
     if not scored:
         return None
-    return max(scored, key=lambda v: (float(v.tags[SCORE]), -int(v.version)))
+    return max(scored, key=lambda sv: (sv[0], -int(sv[1].version)))[1]
+
+
+def _score(version) -> float | None:
+    """A version's validation accuracy; None for one exigo did not register (no or bad tag)."""
+    try:
+        return float(version.tags[SCORE])
+    except (KeyError, ValueError):
+        return None
+
+
+def _versions(client, filter_string: str):
+    token = None
+    while True:
+        page = client.search_model_versions(filter_string, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 def forget_run(client, run_id: str) -> None:
     """Delete the versions made from a run that is being deleted (a cut-off run)."""
-    for version in client.search_model_versions(f"run_id = '{run_id}'"):
+    for version in list(_versions(client, f"run_id = '{run_id}'")):
         client.delete_model_version(version.name, version.version)

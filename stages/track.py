@@ -1,5 +1,7 @@
-"""Log this pipeline run to MLflow: every param, every stage's metrics, the per-epoch curves, the
-plot images and the model. Runs last; reads only what the other stages wrote.
+"""Log this pipeline run to MLflow: every param, every stage's headline metrics, the per-epoch
+curves, the detail as tables, the plot images and the model, registered as a new version of the
+project's model (alias `best`: the highest validation accuracy). Runs last; reads only what the
+other stages wrote.
 
     python -m stages.track      # MLFLOW_TRACKING_URI, else sqlite:///<project root>/mlflow.db
 """
@@ -15,7 +17,9 @@ from exigo.errors import ExigoError, interrupts_always_stop, run_stage
 from exigo.io import read_json
 from exigo.live import LIVE_DIR, read_history
 from exigo.params import flatten, load_params
+from exigo.registry import SCORE
 from exigo.store import describe
+from exigo.tables import DETAIL_TABLES
 from exigo.tracking import RESTORED_TAG, RunContent, log_run, numeric_leaves, project_root
 
 METRICS = {
@@ -41,7 +45,8 @@ def main() -> None:
 def track() -> None:
     data_name = load_params().data.name  # validated like every stage; the raw file is logged
     params = flatten(yaml.safe_load(Path("params.yaml").read_text()))
-    missing = [str(p) for p in [*METRICS.values(), Path("models/model.pt")] if not p.exists()]
+    needed = [*METRICS.values(), *map(Path, DETAIL_TABLES), Path("models/model.pt")]
+    missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise ExigoError(
             f"nothing to log yet: {', '.join(missing)} missing; run the pipeline (dvc repro)"
@@ -50,23 +55,46 @@ def track() -> None:
     for stage, path in METRICS.items():
         metrics.update(numeric_leaves(flatten(read_json(path, stage), f"{stage}.")))
     history = read_history()
+    tables = {name: detail_table(path, table) for path, (name, table) in DETAIL_TABLES.items()}
 
     from exigo.models import load_checkpoint
 
     model, _ = load_checkpoint("models/model.pt")
     example = np.zeros((2, 1, 28, 28), dtype=np.float32)  # inputs in [0, 1]: the model normalises
-    content = RunContent(params, metrics, history, ARTIFACTS, model, example)
+    content = RunContent(params, metrics, history, ARTIFACTS, model, example, tables)
     logged = log_run(content, root=project_root(), data_name=data_name)
     store = describe(logged.uri)
     if logged.earlier:
         print(f"MLflow: this change is already logged as run {logged.run_id} in {store}")
         return
-    local = logged.uri.startswith("sqlite:")
-    see = f"mlflow ui --backend-store-uri {logged.uri}" if local else f"open {store}"
+    # A link to the run: MLflow 3.17's UI ignores the experiment's kind tag and opens an
+    # experiment on its GenAI overview in a fresh browser; a run's own page has no such detour.
+    page = f"#/experiments/{logged.experiment_id}/runs/{logged.run_id}"
+    if logged.uri.startswith("sqlite:"):
+        see = f"mlflow ui --backend-store-uri {logged.uri}, then http://127.0.0.1:5000/{page}"
+    else:
+        see = f"{store.rstrip('/')}/{page}"
     how = (
         " (model restored by DVC, not retrained)" if logged.tags.get(RESTORED_TAG) == "true" else ""
     )
     print(f"MLflow: logged run {logged.run_id}{how} to {store} (see it: {see})")
+    if reg := logged.registered:
+        best = "it is now @best" if reg.best == reg.version else f"@best stays version {reg.best}"
+        print(
+            f"MLflow: registered model '{reg.name}' version {reg.version} "
+            f"(train.val_acc {metrics[SCORE]:.4f}); {best}"
+        )
+
+
+def detail_table(path: str, table):
+    """One detail file as a table; a file in another shape is one line, not a traceback."""
+    stage = Path(path).stem
+    try:
+        return table(read_json(path, stage))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ExigoError(
+            f"{path}: not what the {stage} stage writes ({exc!r}); run dvc repro -f {stage}"
+        ) from None
 
 
 if __name__ == "__main__":

@@ -81,6 +81,15 @@ def test_repro_experiments_diffs_and_mlflow(repo):
     exp_run = runs[-1]
     assert exp_run.data.tags["dvc.exp_name"] == "lr-high"
     assert exp_run.data.params["train.lr"] == "0.02"
+    import mlflow  # each run's model is a version of the project's registered model
+
+    registry = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    versions = {v.run_id: v for v in registry.search_model_versions(f"name = '{project.name}'")}
+    assert set(versions) == {r.info.run_id for r in runs}
+    tags = versions[exp_run.info.run_id].tags
+    assert tags["dvc.exp_name"] == "lr-high"
+    assert tags["git.commit"] == exp_run.data.tags["mlflow.source.git.commit"]
+    assert float(tags["train.val_acc"]) == exp_run.data.metrics["train.val_acc"]
 
     shown = json.loads(dvc("exp", "show", "--json", cwd=project, env=env).stdout)
     names = [e.get("name") for base in shown for e in (base.get("experiments") or [])]

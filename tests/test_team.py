@@ -272,6 +272,16 @@ def test_two_machines_share_data_run_cache_experiments_and_runs(as_alice):
     net = mlflow.pytorch.load_model(model.model_uri)
     assert net(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
 
+    # Every run's model is a version of the project's registered model on the server, and
+    # `best` is the first version with the highest validation accuracy (the restored run ties).
+    versions = client.search_model_versions("name = 'exigo'")
+    assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in runs)
+    top = max(float(v.tags["train.val_acc"]) for v in versions)
+    first_top = min(int(v.version) for v in versions if float(v.tags["train.val_acc"]) == top)
+    assert int(client.get_model_version_by_alias("exigo", "best").version) == first_top
+    best = mlflow.pytorch.load_model("models:/exigo@best")
+    assert best(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
     for text in a.said + b.said:  # no credential was ever printed
         assert not any(secret in text for secret in team.secrets)
 

@@ -89,6 +89,75 @@ def test_run_holds_params_metrics_curves_artifacts_and_model(tracked):
     with torch.no_grad():
         torch.testing.assert_close(model(x), local(x))
 
+    # The detail is tables, one per detail file; the metrics are the headline and the curves.
+    table = client.load_table(
+        run.info.experiment_id, "tables/evaluate_per_class.json", run_ids=[run.info.run_id]
+    )
+    detail = json.loads((project / "metrics/detail/evaluate.json").read_text())
+    assert list(table["class"]) == [*detail["per_class"], "macro avg", "weighted avg"]
+    assert list(table.columns) == ["class", "precision", "recall", "f1", "support"]
+    assert table["support"].iloc[0] == detail["per_class"]["0"]["support"]
+    methods = client.load_table(
+        run.info.experiment_id, "tables/saliency_per_method.json", run_ids=[run.info.run_id]
+    )
+    per_method = json.loads((project / "metrics/detail/saliency.json").read_text())
+    assert list(methods["method"]) == list(per_method["deletion_auc"])
+    assert {"deletion_auc", "insertion_auc", "rho_conv1"} <= set(methods.columns)
+    spaces = client.load_table(
+        run.info.experiment_id, "tables/embed_per_space.json", run_ids=[run.info.run_id]
+    )
+    assert list(spaces["space"]) == ["learned", "pixels", "untrained"]
+    curves = {k for row in history for k in row if k != "epoch"}
+    assert {k for k in run.data.metrics if "." not in k} == curves
+    staged = {k.split(".")[0] for k in run.data.metrics if "." in k}
+    assert staged == {"train", "evaluate", "saliency", "embed"}
+    for key in run.data.metrics:  # no per-class, per-method or per-block detail as metrics
+        assert not any(part in key for part in ("per_class", "weighted", "cascade", "top1")), key
+    assert len(run.data.metrics) < 30
+
+
+def test_each_tracked_run_is_a_version_and_best_loads_the_best_validation_model(tracked, stage_env):
+    """Two runs: the second is worse on validation, so `models:/proj@best` stays the first
+    run's model, and predicts exactly as its checkpoint does."""
+    import mlflow
+    import torch
+
+    from exigo.models import load_checkpoint
+
+    project, client, first = tracked
+    first_model = project.parent / "first_model.pt"
+    first_model.write_bytes((project / "models/model.pt").read_bytes())
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(params.replace("lr: 0.01", "lr: 1.0e-05"))
+    run_stage("train", project, stage_env)
+    out = run_stage("track", project, stage_env)
+    second = client.get_run(client.search_runs([first.info.experiment_id])[0].info.run_id)
+    assert second.info.run_id != first.info.run_id
+    assert second.data.metrics["train.val_acc"] < first.data.metrics["train.val_acc"]
+
+    versions = {v.run_id: v for v in client.search_model_versions("name = 'proj'")}
+    assert [int(versions[r.info.run_id].version) for r in (first, second)] == [1, 2]
+    assert float(versions[second.info.run_id].tags["train.val_acc"]) == pytest.approx(
+        second.data.metrics["train.val_acc"]
+    )
+    assert int(client.get_model_version_by_alias("proj", "best").version) == 1
+    val_acc = second.data.metrics["train.val_acc"]
+    assert (
+        f"MLflow: registered model 'proj' version 2 (train.val_acc {val_acc:.4f}); "
+        "@best stays version 1"
+    ) in out.stdout
+    assert "Traceback" not in out.stderr and "Created version" not in out.stderr
+    exp_id = first.info.experiment_id
+    assert f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs/{second.info.run_id}" in out.stdout
+
+    best = mlflow.pytorch.load_model("models:/proj@best")
+    local, _ = load_checkpoint(first_model)
+    latest, _ = load_checkpoint(project / "models/model.pt")
+    x = torch.from_numpy(np.random.default_rng(1).random((5, 1, 28, 28), dtype=np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(best(x), local(x))
+        assert not torch.allclose(best(x), latest(x))  # it is not simply the latest model
+
 
 # --- exactly once, lineage, and the store's faults (in process: one MLflow import) ---------------
 
@@ -140,6 +209,60 @@ def test_a_change_is_logged_once_and_a_cut_off_run_is_replaced(local_store):
     assert all(r.data.tags[COMPLETE_TAG] == "true" for r in active)
     hidden = {r.info.run_id: r for r in all_runs(local_store, deleted=True)}[other.run_id]
     assert hidden.info.lifecycle_stage == "deleted" and hidden.info.status == "KILLED"
+
+
+def with_model(lr: float, val_acc: float, test_acc: float) -> RunContent:
+    import torch
+
+    metrics = {"train.val_acc": val_acc, "evaluate.accuracy": test_acc}
+    example = np.zeros((2, 2), dtype=np.float32)  # MLflow's pt2 format traces the model with it
+    return RunContent({"train.lr": lr}, metrics, [], {}, torch.nn.Linear(2, 2), example)
+
+
+def test_best_is_the_highest_validation_accuracy_and_cut_off_versions_go(local_store, monkeypatch):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{local_store / 'mlflow.db'}")
+
+    def log(content):
+        logged = log_run(content, root=local_store, cwd=local_store)
+        best = client.get_model_version_by_alias("proj", "best")
+        assert logged.earlier or logged.registered.best == str(best.version)
+        return logged, str(best.version)
+
+    assert log(with_model(0.1, 0.5, 0.9))[1] == "1"
+    assert log(with_model(0.2, 0.7, 0.1))[1] == "2"  # higher validation accuracy, worse test
+    assert log(with_model(0.3, 0.7, 0.99))[1] == "2"  # a tie keeps the earlier; test never counts
+    logged, best = log(with_model(0.4, 0.6, 0.9))
+    assert best == "2" and logged.registered.version == "4"
+    again, best = log(with_model(0.4, 0.6, 0.9))  # already logged: no new version
+    assert again.earlier and again.registered is None and best == "2"
+
+    # Cut off after registering (and taking @best): the re-log deletes the run and its version.
+    cut, best = log(with_model(0.5, 0.9, 0.9))
+    assert best == "5"
+    client.set_tag(cut.run_id, COMPLETE_TAG, "false")
+    redone, best = log(with_model(0.5, 0.9, 0.9))
+    assert redone.registered.version == "6" and best == "6"
+    versions = client.search_model_versions("name = 'proj'")
+    assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4, 6]
+    assert {v.run_id for v in versions} == {r.info.run_id for r in all_runs(local_store)}
+
+    # The version holding @best deleted by hand: the next registration looks at all versions.
+    client.delete_model_version("proj", "6")
+    logged, best = log(with_model(0.6, 0.65, 0.9))
+    assert logged.registered.version == "7" and best == "2"
+    tags = client.get_model_version("proj", "2").tags
+    assert tags["train.val_acc"] == "0.7"
+
+    monkeypatch.setenv("EXIGO_REGISTERED_MODEL", "digits-cnn")  # the override names the model
+    logged = log_run(with_model(0.7, 0.1, 0.1), root=local_store, cwd=local_store)
+    assert (logged.registered.name, logged.registered.version) == ("digits-cnn", "1")
+    assert int(client.get_model_version_by_alias("digits-cnn", "best").version) == 1
+    monkeypatch.setenv("EXIGO_REGISTERED_MODEL", "team/digits")
+    with pytest.raises(ExigoError, match=r"EXIGO_REGISTERED_MODEL='team/digits' is not a regis"):
+        log_run(with_model(0.8, 0.1, 0.1), root=local_store, cwd=local_store)
+    assert len(all_runs(local_store, deleted=True)) == 8  # nothing was logged for it
 
 
 def test_lineage_tags_and_sweep_tags(tmp_path, monkeypatch):

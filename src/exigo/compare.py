@@ -18,6 +18,7 @@ from pathlib import Path
 
 from exigo.errors import ExigoError
 from exigo.io import write_bytes
+from exigo.tables import DETAIL_TABLES
 from exigo.utils import warn
 
 WORKSPACE = "workspace"
@@ -29,11 +30,7 @@ HEADLINE_FILES = (
     "metrics/saliency.json",
     "metrics/embed.json",
 )
-DETAIL_FILES = (
-    "metrics/detail/evaluate.json",
-    "metrics/detail/saliency.json",
-    "metrics/detail/embed.json",
-)
+DETAIL_FILES = tuple(DETAIL_TABLES)
 
 
 def dvc(*args: str, cwd: Path) -> str:

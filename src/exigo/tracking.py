@@ -9,19 +9,20 @@ Exactly once: every run carries a key of what it logs (`exigo.run_key`, see `exi
 is tagged `exigo.complete` only after everything is logged. Before logging, a complete run with
 the same key means an earlier attempt already did the work (nothing is logged twice); a run with
 the key but not complete was cut off (kill -9, Ctrl-C, a full disk, a server that went away) and
-is deleted (hidden, with its reason tagged) before the run is logged again.
+is deleted (hidden, with its reason tagged), with the model versions it registered, before the
+run is logged again (see exigo.registry).
 """
 
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from exigo.errors import ExigoError
 from exigo.lineage import COMPLETE_TAG, KEY_TAG, previous_track, run_key, run_tags
+from exigo.registry import SCORE, Registered, forget_run, model_name, register, safe_name
 from exigo.store import (
     bound_http_retries,
     describe,
@@ -76,6 +77,7 @@ class RunContent:
     artifacts: dict[str, Path]  # artifact folder -> file or folder
     model: Any | None = None
     input_example: Any | None = None
+    tables: dict[str, Any] = field(default_factory=dict)  # artifact file -> pandas.DataFrame
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Logged:
     experiment_id: str
     earlier: bool  # an earlier attempt had already logged this change completely
     tags: dict[str, str]
+    registered: Registered | None = None  # the model version this run made
 
 
 def log_run(
@@ -94,6 +97,7 @@ def log_run(
     root = root or project_root()
     cwd = cwd or Path.cwd()
     uri = tracking_uri(root)
+    registry_name = model_name(experiment_name(root))  # a bad override stops before any run
     bound_http_retries()
     tags = run_tags(cwd, data_name)
     tags[KEY_TAG] = run_key(
@@ -109,8 +113,8 @@ def log_run(
         if done := _complete_run(client, experiment_id, tags[KEY_TAG]):
             return Logged(done.info.run_id, uri, experiment_id, True, done.data.tags)
         tags.update(_restored(client, experiment_id, tags))
-        run_id = _log(mlflow, client, experiment_id, tags, content)
-    return Logged(run_id, uri, experiment_id, False, tags)
+        run_id, registered = _log(mlflow, client, experiment_id, tags, content, registry_name)
+    return Logged(run_id, uri, experiment_id, False, tags, registered)
 
 
 def _artifact_root(uri: str) -> str:
@@ -127,8 +131,8 @@ def _experiment(client, name: str, uri: str) -> str:
     if experiment is None:
         location = None
         if path := sqlite_path(uri):
-            location = str(path.parent / "mlruns" / re.sub(r"[^\w.-]", "_", name))
-        try:  # `mlflow ui` opens on training runs, not GenAI traces
+            location = str(path.parent / "mlruns" / safe_name(name))
+        try:  # a model-training experiment (MLflow 3.17's UI follows its own switch instead)
             tags = {KIND_TAG: "custom_model_development"}
             return client.create_experiment(name, artifact_location=location, tags=tags)
         except MlflowException as exc:  # another machine created it first
@@ -157,6 +161,7 @@ def _complete_run(client, experiment_id: str, key: str):
             client.set_tag(run.info.run_id, COMPLETE_TAG, "false: cut off, logged again")
             if run.info.status in ("RUNNING", "SCHEDULED"):
                 client.set_terminated(run.info.run_id, "KILLED")
+            forget_run(client, run.info.run_id)  # no model version points at a deleted run
             client.delete_run(run.info.run_id)
     return complete[0] if complete else None
 
@@ -184,7 +189,10 @@ def _restored(client, experiment_id: str, tags: dict[str, str]) -> dict[str, str
     }
 
 
-def _log(mlflow, client, experiment_id: str, tags: dict[str, str], content: RunContent) -> str:
+def _log(
+    mlflow, client, experiment_id: str, tags: dict[str, str], content: RunContent, name: str
+) -> tuple[str, Registered | None]:
+    registered = None
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=tags.get("dvc.exp_name"), tags=tags
     ) as run:
@@ -192,9 +200,12 @@ def _log(mlflow, client, experiment_id: str, tags: dict[str, str], content: RunC
         _log_values(client, run_id, int(run.info.start_time), content)
         _log_files(mlflow, content)
         if content.model is not None:
-            _log_model(mlflow, content)
+            model = _log_model(mlflow, content)
+            # After the model, before the run is complete: a cut-off run's versions are deleted
+            # with it (see _complete_run), so none points at a deleted run.
+            registered = register(client, name, model, tags, content.metrics.get(SCORE))
     client.set_tag(run_id, COMPLETE_TAG, "true")  # last: the run is complete only now
-    return run_id
+    return run_id, registered
 
 
 def _log_values(client, run_id: str, now: int, content: RunContent) -> None:
@@ -217,12 +228,14 @@ def _log_files(mlflow, content: RunContent) -> None:
             mlflow.log_artifacts(str(path), dest)
         elif path.exists():
             mlflow.log_artifact(str(path), dest)
+    for artifact_file, table in content.tables.items():  # shown as tables in `mlflow ui`
+        mlflow.log_table(table, artifact_file)
 
 
-def _log_model(mlflow, content: RunContent) -> None:
+def _log_model(mlflow, content: RunContent):
     import mlflow.pytorch
 
-    mlflow.pytorch.log_model(
+    return mlflow.pytorch.log_model(
         content.model,
         name="model",
         input_example=content.input_example,

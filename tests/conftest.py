@@ -27,19 +27,6 @@ FILES = {
 }
 
 
-# The longest files start first, so that `-n logical --dist loadfile` (a file per worker) ends
-# with short files on every worker, not with one worker still in the real `dvc repro`.
-LONGEST_FIRST = ("test_pipeline.py", "test_track.py", "test_embed.py", "test_evaluate.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: each file keeps its own order
-
-
 def idx_bytes(array: np.ndarray) -> bytes:
     """Encode a uint8 array as an IDX file (magic 0x0000 08 <ndim>, big-endian dims)."""
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)

@@ -116,6 +116,7 @@ def test_run_holds_params_metrics_curves_artifacts_and_model(tracked):
     assert len(run.data.metrics) < 30
 
 
+@pytest.mark.slow  # the whole pipeline once more; the in-process test below covers the rules
 def test_each_tracked_run_is_a_version_and_best_loads_the_best_validation_model(tracked, stage_env):
     """Two runs: the second is worse on validation, so `models:/proj@best` stays the first
     run's model, and predicts exactly as its checkpoint does."""

@@ -55,7 +55,8 @@ def train(params: Params, group: Group = SINGLE) -> None:
     device = resolve_device(cfg.device)
     data = load_dataset(Path("data") / params.data.name)
     # DVC cannot watch a local data.source folder: stop if its files changed since download.
-    check_source(params.data.source, data.meta.get("files"), Path("data") / params.data.name)
+    if group.main:  # once, not in every process
+        check_source(params.data.source, data.meta.get("files"), Path("data") / params.data.name)
     norm = data.meta["normalization"]
     settings = model_settings(params.model)
     set_seed(params.base.seed)
@@ -88,7 +89,7 @@ def train(params: Params, group: Group = SINGLE) -> None:
         task = bar.add_task("train", total=cfg.epochs * len(data.train))
         result = fit(
             model, data.train, data.val, cfg, params.base.seed, device,
-            on_batch=lambda n: bar.advance(task, n * group.world), on_epoch=on_epoch, group=group,
+            on_batch=lambda n: bar.advance(task, n), on_epoch=on_epoch, group=group,
         )  # fmt: skip
         best = result.best
         score = {"metric": cfg.monitor, "value": getattr(best, cfg.monitor)}

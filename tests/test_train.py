@@ -231,3 +231,16 @@ def test_monitor_system_adds_dvclive_system_curves_quietly(tiny_project, stage_e
     metrics = json.loads((tiny_project / "metrics/train/metrics.json").read_text())
     assert not [k for k in metrics if k.startswith("system")]  # dvc exp show keeps its columns
     assert [row["epoch"] for row in read_history(tiny_project / "metrics/train")] == [1, 2]
+
+
+@pytest.mark.slow
+def test_a_last_batch_smaller_than_the_process_count_is_left_out(tiny_project, stage_env):
+    """With two processes, a last batch of one image would leave one process nothing to train on
+    (a NaN loss before): it is skipped, and the epoch's numbers count only what was trained."""
+    n_train = len(load_dataset(tiny_project / "data/idx").train)
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["train"].update({"nproc": 2, "batch_size": n_train - 1, "epochs": 1})
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_stage("train", tiny_project, stage_env)
+    metrics = json.loads((tiny_project / "metrics/train/metrics.json").read_text())
+    assert 0 < metrics["train_loss"] < 10 and 0 <= metrics["train_acc"] <= 1, metrics

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,11 +169,7 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
 
 
 def batches(
-    split: Split,
-    batch_size: int,
-    device: torch.device,
-    generator: torch.Generator | None = None,
-    shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    split: Split, batch_size: int, device: torch.device, generator: torch.Generator | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (inputs, labels) on `device` straight from the in-memory tensors (shuffled if a
     generator is given): no per-item Dataset, no PIL, no worker processes."""
@@ -187,6 +183,4 @@ def batches(
             if order is not None
             else slice(start, start + batch_size)
         )
-        if shard is not None:  # this process's part of the batch (data-parallel training)
-            idx = shard(torch.arange(n, device=device)[idx] if isinstance(idx, slice) else idx)
         yield to_input(images[idx]), labels[idx]

@@ -36,9 +36,10 @@ class Group:
         """Rank 0: the only process that logs and writes outputs."""
         return self.rank == 0
 
-    def shard(self, index: torch.Tensor) -> torch.Tensor:
-        """This process's part of a batch of indices: every world-th one, from its rank."""
-        return index[self.rank :: self.world]
+    def shard(self, batch: torch.Tensor) -> torch.Tensor:
+        """This process's part of a batch: every world-th item from its rank (a view; the whole
+        batch in a single process)."""
+        return batch[self.rank :: self.world]
 
 
 SINGLE = Group()

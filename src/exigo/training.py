@@ -99,18 +99,16 @@ def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float
 
 
 def validate(
-    model: nn.Module, val: Split, device: torch.device, group: Group
+    model: nn.Module, val: Split, device: torch.device, group: Group = SINGLE
 ) -> tuple[float, float]:
     """(loss, accuracy) on the whole validation split; in a group, each process scores its share
     and the sums are combined."""
-    if group.world == 1:
-        return loss_and_accuracy(predict(model, val, 1024, device), val.labels)
-    mine = group.shard(torch.arange(len(val), device=val.labels.device))
-    logits = predict(model, Split(val.images[mine], val.labels[mine]), 1024, device).to(device)
-    labels = val.labels[mine].to(device)
-    loss = F.cross_entropy(logits, labels, reduction="sum")
-    correct = (logits.argmax(1) == labels).sum().double()
-    loss, correct = all_sum(group, loss.double(), correct)
+    mine = Split(group.shard(val.images), group.shard(val.labels))
+    logits = predict(model, mine, 1024, device)
+    labels = mine.labels.to(logits.device)
+    loss = F.cross_entropy(logits, labels, reduction="sum").double().to(device)
+    correct = (logits.argmax(1) == labels).sum().double().to(device)
+    loss, correct = all_sum(group, loss, correct)
     return loss.item() / len(val), correct.item() / len(val)
 
 
@@ -149,35 +147,42 @@ def fit(
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0  # the images this epoch trained on, over every process
         lr = opt.param_groups[0]["lr"]
-        for x, y in batches(
-            train, cfg.batch_size, device, gen, group.shard if group.world > 1 else None
-        ):
+        for x, y in batches(train, cfg.batch_size, device, gen):
+            n = len(y)  # the whole batch, over every process
+            if n < group.world:  # a last batch too small to give each process an image
+                continue
+            seen += n
+            x, y = group.shard(x), group.shard(y)  # this process's part
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(
                 device.type, dtype=dtype or torch.float32, enabled=dtype is not None
             ):
                 logits = net(x)
-            loss = F.cross_entropy(logits.float(), y)
+            summed = F.cross_entropy(logits.float(), y, reduction="sum")
+            # DDP averages the processes' gradients: scaled so, they are those of the whole
+            # batch's mean loss, however unevenly the batch splits.
+            loss = summed * (group.world / n)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += loss.detach() * len(y)  # no .item(): keep the device busy
+            loss_sum += summed.detach()  # no .item(): keep the device busy
             correct += (logits.argmax(1) == y).sum()
             if on_batch:
-                on_batch(len(y))
+                on_batch(n)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
-        images += len(train)
+        images += seen
         loss_sum, correct = all_sum(group, loss_sum, correct)
         sync_buffers(model, group)
         val_loss, val_acc = validate(model, val, device, group)
         stats = EpochStats(
             epoch,
-            loss_sum.item() / len(train),
-            correct.item() / len(train),
+            loss_sum.item() / seen,
+            correct.item() / seen,
             val_loss,
             val_acc,
             lr,

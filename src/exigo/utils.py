@@ -17,7 +17,9 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # = use_deterministic_algorithms(True, warn_only=True), without its import of torch._inductor
+    # (2.6 s a stage here) to configure a compiler that exigo never runs
+    torch.set_deterministic_debug_mode("warn")
 
 
 def resolve_device(name: str) -> torch.device:

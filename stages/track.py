@@ -35,6 +35,7 @@ ARTIFACTS = {
     "metrics": Path("metrics"),
     "checkpoint": Path("models/model.pt"),
 }
+UI_MODE = "workflowType=machine_learning"  # `mlflow ui`'s "Model training" mode, in a link
 
 
 def main() -> None:
@@ -67,9 +68,11 @@ def track() -> None:
     if logged.earlier:
         print(f"MLflow: this change is already logged as run {logged.run_id} in {store}")
         return
-    # A link to the run: MLflow 3.17's UI ignores the experiment's kind tag and opens an
-    # experiment on its GenAI overview in a fresh browser; a run's own page has no such detour.
-    page = f"#/experiments/{logged.experiment_id}/runs/{logged.run_id}"
+    # A link to the run, in the UI's model-training mode: MLflow 3.17 keeps that mode in the
+    # browser (the experiment's kind tag is not read) and starts a new browser in GenAI mode,
+    # where the experiment opens on an empty traces overview. The mode in the link carries on
+    # to the pages it leads to (the experiment's runs).
+    page = f"#/experiments/{logged.experiment_id}/runs/{logged.run_id}?{UI_MODE}"
     if logged.uri.startswith("sqlite:"):
         see = f"mlflow ui --backend-store-uri {logged.uri}, then http://127.0.0.1:5000/{page}"
     else:

@@ -271,13 +271,18 @@ def test_mlflow_ui_lists_runs_and_shows_a_run(experiments):
         "--workers",
         "1",
     ]
-    runs_page = f"{base}/#/experiments/{exp_run.info.experiment_id}/runs"
+    experiment = f"{base}/#/experiments/{exp_run.info.experiment_id}"
+    mode = "?workflowType=machine_learning"  # what the links track prints and the README carry
+    runs_page = f"{experiment}/runs"
     with serving(cmd, f"{base}/health", project, env), chromium_page() as page:
-        page.goto(runs_page)
+        # A new browser (no mode chosen yet) opening the experiment lands on its training runs,
+        # not on the GenAI overview MLflow 3.17 opens by default.
+        page.goto(f"{experiment}{mode}")
         page.get_by_text("lr-high").first.wait_for(timeout=60_000)
         page.get_by_text(run.info.run_name).first.wait_for(timeout=60_000)
+        assert "/runs?" in page.url and "workflowType=machine_learning" in page.url, page.url
         _shot(page, "mlflow-runs")
-        page.goto(f"{runs_page}/{exp_run.info.run_id}")
+        page.goto(f"{runs_page}/{exp_run.info.run_id}{mode}")  # the run, as track links it
         page.get_by_text("train.lr").first.wait_for(timeout=60_000)
         body = page.inner_text("body")
         _shot(page, "mlflow-run")

@@ -149,7 +149,8 @@ def test_each_tracked_run_is_a_version_and_best_loads_the_best_validation_model(
     ) in out.stdout
     assert "Traceback" not in out.stderr and "Created version" not in out.stderr
     exp_id = first.info.experiment_id
-    assert f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs/{second.info.run_id}" in out.stdout
+    link = f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs/{second.info.run_id}"
+    assert f"{link}?workflowType=machine_learning" in out.stdout  # opens in model-training mode
 
     best = mlflow.pytorch.load_model("models:/proj@best")
     local, _ = load_checkpoint(first_model)

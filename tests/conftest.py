@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -32,23 +33,40 @@ FILES = {
 # the long end-to-end file starts at once instead of running alone at the end (xdist's own
 # order is by test count, which put it last). Files not named here go after.
 LONGEST_FIRST = (
-    "test_pipeline.py",
-    "test_track.py",
-    "test_embed.py",
-    "test_download.py",
-    "test_evaluate.py",
-    "test_train.py",
-    "test_saliency.py",
-    "test_faults.py",
-    "test_sweep.py",
-    "test_compare.py",
-    "test_params.py",
+    "test_pipeline.py",  # 182 s
+    "test_train.py",  # 98 s
+    "test_track.py",  # 96 s
+    "test_embed.py",  # 61 s
+    "test_download.py",  # 56 s
+    "test_evaluate.py",  # 52 s
+    "test_saliency.py",  # 43 s
+    "test_faults.py",  # 19 s
+    "test_sweep.py",  # 17 s
+    "test_params.py",  # 16 s
+    "test_compare.py",  # 2 s (the rest of it is slow)
 )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-file order kept
+
+
+# `@pytest.mark.incremental` on a class: its tests are the steps of one story, in order; once a
+# step fails, the later ones are reported as xfail naming it (pytest's "incremental testing"
+# recipe), instead of failing on the state it left.
+_FAILED_STEP: dict[str, str] = {}
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> None:
+    if "incremental" in item.keywords and call.excinfo is not None and item.cls is not None:
+        _FAILED_STEP.setdefault(item.cls.__qualname__, item.name)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    failed = item.cls is not None and _FAILED_STEP.get(item.cls.__qualname__)
+    if failed and "incremental" in item.keywords:
+        pytest.xfail(f"an earlier step failed: {failed}")
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -140,10 +158,9 @@ class Mirror:
         return f"{self.url}/{name}/"
 
 
-@pytest.fixture
-def mirror(tmp_path):
-    """A real HTTP server on 127.0.0.1 serving tmp_path/www; stopped after the test."""
-    root = tmp_path / "www"
+@contextmanager
+def serve_mirror(root: Path):
+    """A real HTTP server on 127.0.0.1 serving `root`; stopped on leaving."""
     root.mkdir()
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -153,6 +170,13 @@ def mirror(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A mirror serving tmp_path/www for one test."""
+    with serve_mirror(tmp_path / "www") as served:
+        yield served
 
 
 def read_files(folder: Path) -> dict[str, bytes]:

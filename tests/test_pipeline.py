@@ -6,137 +6,179 @@ import json
 import shutil
 
 import pytest
-from conftest import dvc, history, mlflow_runs, sh
+from conftest import (
+    dvc,
+    history,
+    init_repo,
+    make_env,
+    make_project,
+    mlflow_runs,
+    read_files,
+    serve_mirror,
+    sh,
+    tiny_params,
+)
 
 
-def test_repro_experiments_diffs_and_mlflow(repo):
-    project, env = repo
-    out = dvc("repro", cwd=project, env=env).stdout
-    for stage in (
-        "vega_bundle",
-        "download",
-        "train",
-        "evaluate",
-        "saliency",
-        "embed_pixels",
-        "embed_untrained",
-        "embed",
-        "track",
-    ):
-        assert f"Running stage '{stage}'" in out
-    for path in (
-        "data/idx/train.pt",
-        "models/model.pt",
-        "models/init.pt",
-        "metrics/train/metrics.json",
-        "metrics/evaluate.json",
-        "metrics/train/plots/metrics/val_acc.tsv",
-        "plots/evaluate/confusion.csv",
-        "plots/evaluate/images/confusion.png",
-        "metrics/embed.json",
-        "plots/embed/embedding.csv",
-        "plots/embed/images/embedding.png",
-        "logs/test_embeddings/projector_config.pbtxt",
-        "metrics/saliency.json",
-        "plots/saliency/deletion.csv",
-        "plots/saliency/insertion.csv",
-        "plots/saliency/images/gradient.png",
-    ):
-        assert (project / path).exists(), path
-    runs = mlflow_runs(project)
-    assert len(runs) == 1
-    run = runs[0]
-    assert run.data.params["train.lr"] == "0.01" and run.data.params["data.name"] == "idx"
-    for key in ("evaluate.accuracy", "train.best_epoch", "embed.knn_acc_2d"):
-        assert key in run.data.metrics, key
-    assert "saliency.random_deletion_auc" in run.data.metrics
-    assert history(project, run.info.run_id) == [1, 2]
-    head = sh(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
-    assert run.data.tags["mlflow.source.git.commit"] == head
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_idx):
+    """One git + DVC repo for the steps of `TestPipeline`, its data served by a mirror on
+    127.0.0.1 until the last step is done."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    env = make_env(tmp)
+    with serve_mirror(tmp / "www") as mirror:
+        url = mirror.add("mnist", read_files(tiny_idx.folder))
+        data = {"name": "idx", "source": url, "sha256": tiny_idx.payload_sha256}
+        yield init_repo(make_project(tmp / "exigo-e2e", tiny_params(data=data)), env), env
 
-    # A no-op repro runs nothing and logs nothing.
-    out = dvc("repro", cwd=project, env=env).stdout
-    assert "Running stage" not in out, out
-    assert len(mlflow_runs(project)) == 1
 
-    # Commit the baseline the way a user would (with a DVC remote), then run an experiment.
-    dvc("remote", "add", "-d", "shared", str(project.parent / "dvc-remote"), cwd=project, env=env)
-    dvc("push", cwd=project, env=env)
-    sh(["git", "add", ".dvc/config", "dvc.lock", "metrics", "plots"], project, env)
-    sh(["git", "commit", "-qm", "baseline"], project, env)
+@pytest.mark.incremental
+class TestPipeline:
+    """A user's first day, step by step in one repo (each step starts where the one before
+    stopped, so run the class, not one step): a first `dvc repro`, a no-op repro, the baseline
+    committed and pushed, a train-param experiment, comparing it, a saliency-param experiment."""
 
-    # The model is a DVC artifact: a version registered with GTO (a git tag) is fetched by name
-    # from another folder, through the DVC remote.
-    sh([shutil.which("gto"), "register", "classifier"], project, env)
-    elsewhere = project.parent / "elsewhere"
-    elsewhere.mkdir()
-    dvc("artifacts", "get", str(project), "classifier", "-o", "model.pt", cwd=elsewhere, env=env)
-    assert (elsewhere / "model.pt").read_bytes() == (project / "models/model.pt").read_bytes()
-    ran = dvc("exp", "run", "-S", "train.lr=0.02", "--name", "lr-high", cwd=project, env=env)
-    out = ran.stdout
-    assert "Running stage 'download'" not in out  # a train param does not re-run download
-    assert "No file hash info found" not in out + ran.stderr  # DVC's noise about uncached outs
-    runs = mlflow_runs(project)
-    assert len(runs) == 2
-    exp_run = runs[-1]
-    assert exp_run.data.tags["dvc.exp_name"] == "lr-high"
-    assert exp_run.data.params["train.lr"] == "0.02"
-    import mlflow  # each run's model is a version of the project's registered model
+    def test_repro_runs_every_stage_and_logs_one_run(self, built):
+        project, env = built
+        out = dvc("repro", cwd=project, env=env).stdout
+        for stage in (
+            "vega_bundle",
+            "download",
+            "train",
+            "evaluate",
+            "saliency",
+            "embed_pixels",
+            "embed_untrained",
+            "embed",
+            "track",
+        ):
+            assert f"Running stage '{stage}'" in out
+        for path in (
+            "data/idx/train.pt",
+            "models/model.pt",
+            "models/init.pt",
+            "metrics/train/metrics.json",
+            "metrics/evaluate.json",
+            "metrics/train/plots/metrics/val_acc.tsv",
+            "plots/evaluate/confusion.csv",
+            "plots/evaluate/images/confusion.png",
+            "metrics/embed.json",
+            "plots/embed/embedding.csv",
+            "plots/embed/images/embedding.png",
+            "logs/test_embeddings/projector_config.pbtxt",
+            "metrics/saliency.json",
+            "plots/saliency/deletion.csv",
+            "plots/saliency/insertion.csv",
+            "plots/saliency/images/gradient.png",
+        ):
+            assert (project / path).exists(), path
+        runs = mlflow_runs(project)
+        assert len(runs) == 1
+        run = runs[0]
+        assert run.data.params["train.lr"] == "0.01" and run.data.params["data.name"] == "idx"
+        for key in ("evaluate.accuracy", "train.best_epoch", "embed.knn_acc_2d"):
+            assert key in run.data.metrics, key
+        assert "saliency.random_deletion_auc" in run.data.metrics
+        assert history(project, run.info.run_id) == [1, 2]
+        head = sh(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
+        assert run.data.tags["mlflow.source.git.commit"] == head
 
-    registry = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    versions = {v.run_id: v for v in registry.search_model_versions(f"name = '{project.name}'")}
-    assert set(versions) == {r.info.run_id for r in runs}
-    tags = versions[exp_run.info.run_id].tags
-    assert tags["dvc.exp_name"] == "lr-high"
-    assert tags["git.commit"] == exp_run.data.tags["mlflow.source.git.commit"]
-    assert float(tags["train.val_acc"]) == exp_run.data.metrics["train.val_acc"]
+    def test_a_noop_repro_runs_nothing_and_logs_nothing(self, built):
+        project, env = built
+        out = dvc("repro", cwd=project, env=env).stdout
+        assert "Running stage" not in out, out
+        assert len(mlflow_runs(project)) == 1
 
-    shown = json.loads(dvc("exp", "show", "--json", cwd=project, env=env).stdout)
-    names = [e.get("name") for base in shown for e in (base.get("experiments") or [])]
-    assert "lr-high" in names
+    def test_the_baseline_is_committed_pushed_and_its_model_fetched_by_name(self, built):
+        """Committed the way a user would (with a DVC remote). The model is a DVC artifact: a
+        version registered with GTO (a git tag) is fetched by name from another folder, through
+        the DVC remote."""
+        project, env = built
+        remote = str(project.parent / "dvc-remote")
+        dvc("remote", "add", "-d", "shared", remote, cwd=project, env=env)
+        dvc("push", cwd=project, env=env)
+        sh(["git", "add", ".dvc/config", "dvc.lock", "metrics", "plots"], project, env)
+        sh(["git", "commit", "-qm", "baseline"], project, env)
+        sh([shutil.which("gto"), "register", "classifier"], project, env)
+        elsewhere = project.parent / "elsewhere"
+        elsewhere.mkdir()
+        get = ("artifacts", "get", str(project), "classifier", "-o", "model.pt")
+        dvc(*get, cwd=elsewhere, env=env)
+        assert (elsewhere / "model.pt").read_bytes() == (project / "models/model.pt").read_bytes()
 
-    diff = json.loads(
-        dvc("metrics", "diff", "HEAD", "lr-high", "--all", "--json", cwd=project, env=env).stdout
-    )
-    accuracy = diff["metrics/evaluate.json"]["accuracy"]
-    assert set(accuracy) >= {"old", "new"}
-    assert accuracy["new"] == pytest.approx(exp_run.data.metrics["evaluate.accuracy"])
+    def test_a_train_param_experiment_is_a_new_run_and_model_version(self, built):
+        project, env = built
+        ran = dvc("exp", "run", "-S", "train.lr=0.02", "--name", "lr-high", cwd=project, env=env)
+        out = ran.stdout
+        assert "Running stage 'download'" not in out  # a train param does not re-run download
+        assert "No file hash info found" not in out + ran.stderr  # DVC's noise about uncached outs
+        runs = mlflow_runs(project)
+        assert len(runs) == 2
+        exp_run = runs[-1]
+        assert exp_run.data.tags["dvc.exp_name"] == "lr-high"
+        assert exp_run.data.params["train.lr"] == "0.02"
+        import mlflow  # each run's model is a version of the project's registered model
 
-    plots = json.loads(
-        dvc("plots", "diff", "HEAD", "lr-high", "--json", cwd=project, env=env).stdout
-    )["data"]
-    confusion_csv = "plots/evaluate/confusion.csv"
-    assert {confusion_csv, "confusion_normalized", "loss", "accuracy"} <= set(plots)
-    embedding_csv = "plots/embed/embedding.csv"
-    for name in (confusion_csv, "confusion_normalized", "loss", embedding_csv):
-        (entry,) = plots[name]
-        assert entry["revisions"] == ["HEAD", "lr-high"]
-        assert {row["rev"] for row in entry["content"]["data"]["values"]} == {"HEAD", "lr-high"}
-    confusion = plots[confusion_csv][0]["content"]
-    assert confusion["facet"]["column"]["field"] == "rev"  # one matrix per experiment
-    embedding = plots[embedding_csv][0]["content"]  # our template: colour = class, one map per rev
-    assert embedding["spec"]["encoding"]["color"]["field"] == "class"
-    assert embedding["facet"]["column"]["field"] == "rev"
-    images = plots["plots/evaluate/images/confusion.png"]
-    assert sorted(rev for e in images for rev in e["revisions"]) == ["HEAD", "lr-high"]
-    # One line per saliency method (and the random order), per revision.
-    (deletion,) = plots["deletion"]
-    lines = {(r["rev"], r["field"]) for r in deletion["content"]["data"]["values"]}
-    methods = ("gradient", "integrated_gradients", "smoothgrad", "gradcam", "random")
-    assert lines == {(rev, m) for rev in ("HEAD", "lr-high") for m in methods}
-    assert "plots/saliency/images/gradient.png" in plots
+        registry = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+        versions = {v.run_id: v for v in registry.search_model_versions(f"name = '{project.name}'")}
+        assert set(versions) == {r.info.run_id for r in runs}
+        tags = versions[exp_run.info.run_id].tags
+        assert tags["dvc.exp_name"] == "lr-high"
+        assert tags["git.commit"] == exp_run.data.tags["mlflow.source.git.commit"]
+        assert float(tags["train.val_acc"]) == exp_run.data.metrics["train.val_acc"]
 
-    # Changing a saliency param re-runs saliency (and track), nothing upstream.
-    out = dvc(
-        "exp", "run", "-S", "saliency.n_eval=20", "--name", "sal", cwd=project, env=env
-    ).stdout
-    assert "Running stage 'saliency'" in out and "Running stage 'track'" in out
-    for stage in ("download", "train", "evaluate"):
-        assert f"Running stage '{stage}'" not in out
-    diff = json.loads(
-        dvc("metrics", "diff", "HEAD", "sal", "--all", "--json", cwd=project, env=env).stdout
-    )
-    assert set(diff["metrics/saliency.json"]["random_deletion_auc"]) >= {"old", "new"}
+    def test_the_experiment_compares_with_the_baseline(self, built):
+        """`dvc exp show`, `dvc metrics diff HEAD lr-high`, `dvc plots diff HEAD lr-high`."""
+        project, env = built
+        exp_run = mlflow_runs(project)[-1]
+        shown = json.loads(dvc("exp", "show", "--json", cwd=project, env=env).stdout)
+        names = [e.get("name") for base in shown for e in (base.get("experiments") or [])]
+        assert "lr-high" in names
+
+        between = ("HEAD", "lr-high")
+        diff = json.loads(
+            dvc("metrics", "diff", *between, "--all", "--json", cwd=project, env=env).stdout
+        )
+        accuracy = diff["metrics/evaluate.json"]["accuracy"]
+        assert set(accuracy) >= {"old", "new"}
+        assert accuracy["new"] == pytest.approx(exp_run.data.metrics["evaluate.accuracy"])
+
+        plots = json.loads(
+            dvc("plots", "diff", "HEAD", "lr-high", "--json", cwd=project, env=env).stdout
+        )["data"]
+        confusion_csv = "plots/evaluate/confusion.csv"
+        assert {confusion_csv, "confusion_normalized", "loss", "accuracy"} <= set(plots)
+        embedding_csv = "plots/embed/embedding.csv"
+        for name in (confusion_csv, "confusion_normalized", "loss", embedding_csv):
+            (entry,) = plots[name]
+            assert entry["revisions"] == ["HEAD", "lr-high"]
+            assert {row["rev"] for row in entry["content"]["data"]["values"]} == {"HEAD", "lr-high"}
+        confusion = plots[confusion_csv][0]["content"]
+        assert confusion["facet"]["column"]["field"] == "rev"  # one matrix per experiment
+        embedding = plots[embedding_csv][0]["content"]  # ours: colour = class, a map per rev
+        assert embedding["spec"]["encoding"]["color"]["field"] == "class"
+        assert embedding["facet"]["column"]["field"] == "rev"
+        images = plots["plots/evaluate/images/confusion.png"]
+        assert sorted(rev for e in images for rev in e["revisions"]) == ["HEAD", "lr-high"]
+        # One line per saliency method (and the random order), per revision.
+        (deletion,) = plots["deletion"]
+        lines = {(r["rev"], r["field"]) for r in deletion["content"]["data"]["values"]}
+        methods = ("gradient", "integrated_gradients", "smoothgrad", "gradcam", "random")
+        assert lines == {(rev, m) for rev in ("HEAD", "lr-high") for m in methods}
+        assert "plots/saliency/images/gradient.png" in plots
+
+    def test_a_saliency_param_reruns_saliency_and_track_only(self, built):
+        project, env = built
+        out = dvc(
+            "exp", "run", "-S", "saliency.n_eval=20", "--name", "sal", cwd=project, env=env
+        ).stdout
+        assert "Running stage 'saliency'" in out and "Running stage 'track'" in out
+        for stage in ("download", "train", "evaluate"):
+            assert f"Running stage '{stage}'" not in out
+        diff = json.loads(
+            dvc("metrics", "diff", "HEAD", "sal", "--all", "--json", cwd=project, env=env).stdout
+        )
+        assert set(diff["metrics/saliency.json"]["random_deletion_auc"]) >= {"old", "new"}
 
 
 @pytest.mark.slow
@@ -190,7 +232,6 @@ def _running_train_metrics(shown: list) -> list[dict]:
 def test_exp_show_follows_a_running_experiment(repo, how):
     """DVCLive writes metrics/train/metrics.json after every epoch: `dvc exp show` shows the
     running experiment's latest epoch while it still trains (in the workspace, --temp, queued)."""
-    import shutil
     import subprocess
     import time
 

@@ -258,6 +258,19 @@ def run_stage(
     return result
 
 
+# Every stage `dvc repro` runs in a new project, in dvc.yaml's order.
+PIPELINE = (
+    "vega_bundle",
+    "download",
+    "train",
+    "evaluate",
+    "saliency",
+    "embed_pixels",
+    "embed_untrained",
+    "embed",
+    "track",
+)
+
 # The stages after download, in an order DVC could run them (what `dvc repro` runs, by hand).
 STAGES = (
     "train",

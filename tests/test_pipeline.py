@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 from conftest import (
+    PIPELINE,
     dvc,
     history,
     init_repo,
@@ -41,17 +42,7 @@ class TestPipeline:
     def test_repro_runs_every_stage_and_logs_one_run(self, built):
         project, env = built
         out = dvc("repro", cwd=project, env=env).stdout
-        for stage in (
-            "vega_bundle",
-            "download",
-            "train",
-            "evaluate",
-            "saliency",
-            "embed_pixels",
-            "embed_untrained",
-            "embed",
-            "track",
-        ):
+        for stage in PIPELINE:
             assert f"Running stage '{stage}'" in out
         for path in (
             "data/idx/train.pt",

@@ -13,22 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import init_repo, make_env, make_project, sh, tiny_params, write_tiny_idx
+from conftest import (
+    PIPELINE,
+    init_repo,
+    make_env,
+    make_project,
+    sh,
+    tiny_params,
+    write_tiny_idx,
+)
 from services import free_port, mlflow_server, postgres, s3  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.team
-
-STAGES = (
-    "vega_bundle",
-    "download",
-    "train",
-    "evaluate",
-    "saliency",
-    "embed_pixels",
-    "embed_untrained",
-    "embed",
-    "track",
-)
 
 
 @dataclass
@@ -65,7 +61,7 @@ class Machine:
 
 
 def ran(output: str) -> set[str]:
-    return {s for s in STAGES if f"Running stage '{s}'" in output}
+    return {s for s in PIPELINE if f"Running stage '{s}'" in output}
 
 
 def one_error_line(stderr: str) -> str:
@@ -161,7 +157,7 @@ def test_two_machines_share_data_run_cache_experiments_and_runs(as_alice):
     a, b = team.a, team.b
 
     # A runs the pipeline, commits the results, and shares them.
-    assert ran(a.dvc("repro").stdout) == set(STAGES)
+    assert ran(a.dvc("repro").stdout) == set(PIPELINE)
     a.run("git", "add", "dvc.lock", "metrics", "plots")
     a.run("git", "commit", "-qm", "baseline")
     a.run("git", "push", "-q", "origin", "main")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 from conftest import (
     PIPELINE,
@@ -19,6 +20,8 @@ from conftest import (
     sh,
     tiny_params,
 )
+
+from exigo.live import read_history
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +76,77 @@ class TestPipeline:
         assert history(project, run.info.run_id) == [1, 2]
         head = sh(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
         assert run.data.tags["mlflow.source.git.commit"] == head
+
+    def test_the_run_holds_params_metrics_curves_artifacts_and_model(self, built, monkeypatch):
+        """What `track` logged in that repro, read back through MLflow."""
+        project, env = built
+        import mlflow
+
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+        client = mlflow.MlflowClient()
+        (run,) = mlflow_runs(project)
+        assert run.data.params["train.epochs"] == "2" and run.data.params["data.source"]
+        metrics = json.loads((project / "metrics/evaluate.json").read_text())
+        assert run.data.metrics["evaluate.accuracy"] == pytest.approx(metrics["accuracy"])
+        steps = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_acc")]
+        history = read_history(project / "metrics/train")
+        assert steps == [(row["epoch"], row["val_acc"]) for row in history] and len(steps) == 2
+
+        def listing(path=None):
+            return {a.path for a in client.list_artifacts(run.info.run_id, path)}
+
+        assert {"checkpoint", "metrics", "plots"} <= listing()
+        assert listing("plots") == {"plots/evaluate", "plots/embed", "plots/saliency"}
+        assert "metrics/train/plots" in listing("metrics/train")  # DVCLive's per-epoch history
+        assert run.data.metrics["embed.knn_acc_2d"] > 0
+        assert "plots/evaluate/images/confusion.png" in listing("plots/evaluate/images")
+        assert "plots/saliency/images/gradient.png" in listing("plots/saliency/images")
+        saliency = json.loads((project / "metrics/saliency.json").read_text())
+        assert run.data.metrics["saliency.random_deletion_auc"] == pytest.approx(
+            saliency["random_deletion_auc"]
+        )
+
+        import torch
+
+        (logged,) = mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id], output_format="list"
+        )
+        assert logged.source_run_id == run.info.run_id
+        model = mlflow.pytorch.load_model(logged.model_uri)
+        x = torch.from_numpy(np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32))
+        from exigo.models import load_checkpoint
+
+        local, _ = load_checkpoint(project / "models/model.pt")
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), local(x))
+
+        # The detail is tables, one per detail file; the metrics are the headline and the curves.
+        table = client.load_table(
+            run.info.experiment_id, "tables/evaluate_per_class.json", run_ids=[run.info.run_id]
+        )
+        detail = json.loads((project / "metrics/detail/evaluate.json").read_text())
+        assert list(table["class"]) == [*detail["per_class"], "macro avg", "weighted avg"]
+        assert list(table.columns) == ["class", "precision", "recall", "f1", "support"]
+        assert table["support"].iloc[0] == detail["per_class"]["0"]["support"]
+        methods = client.load_table(
+            run.info.experiment_id, "tables/saliency_per_method.json", run_ids=[run.info.run_id]
+        )
+        per_method = json.loads((project / "metrics/detail/saliency.json").read_text())
+        assert list(methods["method"]) == list(per_method["deletion_auc"])
+        assert {"deletion_auc", "insertion_auc", "rho_conv1"} <= set(methods.columns)
+        spaces = client.load_table(
+            run.info.experiment_id, "tables/embed_per_space.json", run_ids=[run.info.run_id]
+        )
+        assert list(spaces["space"]) == ["learned", "pixels", "untrained"]
+        curves = {k for row in history for k in row if k != "epoch"}
+        assert {k for k in run.data.metrics if "." not in k} == curves
+        staged = {k.split(".")[0] for k in run.data.metrics if "." in k}
+        assert staged == {"train", "evaluate", "saliency", "embed"}
+        for key in run.data.metrics:  # no per-class, per-method or per-block detail as metrics
+            assert not any(part in key for part in ("per_class", "weighted", "cascade", "top1")), (
+                key
+            )
+        assert len(run.data.metrics) < 30
 
     def test_a_noop_repro_runs_nothing_and_logs_nothing(self, built):
         project, env = built

@@ -33,16 +33,16 @@ FILES = {
 # the long end-to-end file starts at once instead of running alone at the end (xdist's own
 # order is by test count, which put it last). Files not named here go after.
 LONGEST_FIRST = (
-    "test_pipeline.py",  # 182 s
-    "test_train.py",  # 98 s
-    "test_embed.py",  # 61 s
-    "test_download.py",  # 56 s
-    "test_evaluate.py",  # 52 s
-    "test_saliency.py",  # 43 s
-    "test_faults.py",  # 19 s
-    "test_track.py",  # 96 s, before its run-content test became an end-to-end step
-    "test_sweep.py",  # 17 s
-    "test_params.py",  # 16 s
+    "test_pipeline.py",  # 192 s
+    "test_train.py",  # 105 s
+    "test_download.py",  # 63 s
+    "test_embed.py",  # 63 s
+    "test_evaluate.py",  # 55 s
+    "test_saliency.py",  # 38 s
+    "test_faults.py",  # 22 s
+    "test_track.py",  # 19 s
+    "test_params.py",  # 17 s
+    "test_sweep.py",  # 15 s
     "test_compare.py",  # 2 s (the rest of it is slow)
 )
 

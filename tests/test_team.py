@@ -157,7 +157,10 @@ def test_two_machines_share_data_run_cache_experiments_and_runs(as_alice):
     a, b = team.a, team.b
 
     # A runs the pipeline, commits the results, and shares them.
-    assert ran(a.dvc("repro").stdout) == set(PIPELINE)
+    out = a.dvc("repro").stdout
+    assert ran(out) == set(PIPELINE)
+    link = f"{team.server.url}/#/experiments/"  # track's own link, once; not MLflow's "View run"
+    assert out.count(link) == 1 and "View run" not in out and "View experiment" not in out, out
     a.run("git", "add", "dvc.lock", "metrics", "plots")
     a.run("git", "commit", "-qm", "baseline")
     a.run("git", "push", "-q", "origin", "main")

@@ -103,6 +103,10 @@ def log_run(
     tags[KEY_TAG] = run_key(
         content.params, content.metrics, content.history, tags, previous_track(cwd)
     )
+    # track prints its own link to the run, in the UI's model-training mode; MLflow's own
+    # "View run / View experiment" lines for a server would repeat it (the experiment's, into
+    # the UI's GenAI mode). A user who wants them back sets the variable to false.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     with store_lock(uri), translate(uri):
         import mlflow
 

@@ -21,27 +21,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from common import ROOT, revision_tree, sh
 
-ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "f7a8e4a"  # before this round: embed computed its three t-SNE maps in one stage
-
-
-def sh(args: list[str], cwd: Path, env: dict, timeout: float = 3600) -> str:
-    result = subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if result.returncode != 0:
-        sys.exit(
-            f"{' '.join(args)} failed in {cwd}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result.stdout
 
 
 def timed(args: list[str], cwd: Path, env: dict) -> tuple[float, list[str]]:
@@ -66,12 +54,7 @@ def prepare_data(source: Path, work: Path) -> Path:
 
 
 def measure(rev: str, data: Path, source: Path, lr: float, work: Path) -> dict:
-    tree = work / rev.replace("/", "_")
-    sh(["git", "worktree", "add", "-q", "--detach", str(tree), rev], ROOT, dict(os.environ))
-    try:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), str(tree)])  # that rev's code
-        env.pop("MLFLOW_TRACKING_URI", None)
+    with revision_tree(rev, work) as (tree, env):
         params = yaml.safe_load((tree / "params.yaml").read_text())
         params["data"].update({"name": "mnist", "source": str(source)})
         (tree / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -100,8 +83,6 @@ def measure(rev: str, data: Path, source: Path, lr: float, work: Path) -> dict:
             "exp_run_stages": exp_stages,
             "exp_test_acc": exp_acc,
         }
-    finally:
-        sh(["git", "worktree", "remove", "--force", str(tree)], ROOT, dict(os.environ))
 
 
 def main() -> None:

@@ -23,19 +23,17 @@ first revision. Needs no network and no data folder.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from common import revision_tree, run
 
-ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "0e307b8"  # before this round: set_seed imported torch's compiler stack in 4 stages
 SMALL = {
     "data": {"name": "mnist-sample", "source": None},
@@ -43,17 +41,6 @@ SMALL = {
     "embed": {"n_points": 300},
     "saliency": {"n_eval": 100, "n_randomization": 10},
 }
-
-
-def sh(args: list[str], cwd: Path, env: dict) -> str:
-    result = subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800, check=False
-    )
-    if result.returncode != 0:
-        sys.exit(
-            f"{' '.join(args)} failed in {cwd}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result.stderr
 
 
 def stage_commands(tree: Path) -> list[str]:
@@ -65,34 +52,30 @@ def stage_commands(tree: Path) -> list[str]:
 
 def import_seconds(module: str, tree: Path, env: dict) -> float:
     """The cumulative import time of one stage module, from `python -X importtime`."""
-    err = sh([sys.executable, "-X", "importtime", "-c", f"import stages.{module}"], tree, env)
+    err = run(
+        [sys.executable, "-X", "importtime", "-c", f"import stages.{module}"], tree, env
+    ).stderr
     line = [ln for ln in err.splitlines() if ln.rstrip().endswith(f"| stages.{module}")][-1]
     return int(line.split("|")[1]) / 1e6
 
 
 def wall_seconds(cmd: str, tree: Path, env: dict) -> float:
     if cmd == "track":  # a fresh store each time: the first run of a project
-        for name in ("mlflow.db", "mlruns", "mlartifacts"):
-            path = tree / name
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(True)
+        (tree / "mlflow.db").unlink(missing_ok=True)
+        shutil.rmtree(tree / "mlruns", ignore_errors=True)  # its artifacts
     start = time.perf_counter()
-    sh([sys.executable, "-m", *f"stages.{cmd}".split()], tree, env)
+    run([sys.executable, "-m", *f"stages.{cmd}".split()], tree, env)
     return time.perf_counter() - start
 
 
 def measure(rev: str, work: Path, repeat: int) -> dict[str, tuple[float, float]]:
-    tree = work / rev.replace("/", "_")
-    sh(["git", "worktree", "add", "-q", "--detach", str(tree), rev], ROOT, dict(os.environ))
-    try:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), str(tree)])  # that rev's code
+    with revision_tree(rev, work) as (tree, env):
         env["EXIGO_CACHE_DIR"] = str(work / "download-cache")
-        env.pop("MLFLOW_TRACKING_URI", None)
         params = yaml.safe_load((tree / "params.yaml").read_text())
         for section, values in SMALL.items():
             params[section].update(values)
         (tree / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        sh(["dvc", "repro"], tree, env)
+        run(["dvc", "repro"], tree, env)
         out = {}
         for cmd in stage_commands(tree):
             module = cmd.split()[0]
@@ -101,8 +84,6 @@ def measure(rev: str, work: Path, repeat: int) -> dict[str, tuple[float, float]]
             out[cmd] = (imports, wall)
             print(f"  {rev} {cmd}: import {imports:.2f} s, stage {wall:.2f} s", flush=True)
         return out
-    finally:
-        sh(["git", "worktree", "remove", "--force", str(tree)], ROOT, dict(os.environ))
 
 
 def main() -> None:
@@ -118,14 +99,10 @@ def main() -> None:
         f"{rev + ' import':>16}{rev + ' stage':>15}" for rev in args.revs
     )
     print(head)
-    totals = {rev: [0.0, 0.0] for rev in args.revs}
     for cmd in stages:
         row = f"{cmd:26}"
         for rev in args.revs:
             imports, wall = results[rev].get(cmd, (float("nan"), float("nan")))
-            if cmd in results[rev]:
-                totals[rev][0] += imports
-                totals[rev][1] += wall
             ratio = (
                 f" ({wall / results[first][cmd][1]:.2f}x)"
                 if rev != first and cmd in results[first]

@@ -92,10 +92,20 @@ def predict(
     return torch.cat(out).float().cpu() if out else torch.empty(0)
 
 
+def loss_and_correct(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy and the number of right predictions, as float64 scalars: sums, so
+    that shares of a split (one per process) add up exactly."""
+    labels = labels.to(logits.device)
+    loss = F.cross_entropy(logits, labels, reduction="sum").double()
+    return loss, (logits.argmax(1) == labels).sum().double()
+
+
 def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    loss = F.cross_entropy(logits, labels.to(logits.device)).item()
-    acc = (logits.argmax(1) == labels.to(logits.device)).float().mean().item()
-    return loss, acc
+    """Mean cross-entropy and accuracy (NaN for no images)."""
+    loss, correct = loss_and_correct(logits, labels)
+    return (loss / len(labels)).item(), (correct / len(labels)).item()
 
 
 def validate(
@@ -104,11 +114,8 @@ def validate(
     """(loss, accuracy) on the whole validation split; in a group, each process scores its share
     and the sums are combined."""
     mine = Split(group.shard(val.images), group.shard(val.labels))
-    logits = predict(model, mine, 1024, device)
-    labels = mine.labels.to(logits.device)
-    loss = F.cross_entropy(logits, labels, reduction="sum").double().to(device)
-    correct = (logits.argmax(1) == labels).sum().double().to(device)
-    loss, correct = all_sum(group, loss, correct)
+    loss, correct = loss_and_correct(predict(model, mine, 1024, device), mine.labels)
+    loss, correct = all_sum(group, loss.to(device), correct.to(device))
     return loss.item() / len(val), correct.item() / len(val)
 
 

@@ -41,12 +41,17 @@ def describe(uri: str) -> str:
     return str(path) if path else redact(uri)
 
 
-def bound_http_retries() -> None:
-    """MLflow retries an unreachable server 7 times with a doubling backoff (minutes). A pipeline
-    stage should say so in seconds; the user's own settings win."""
+def mlflow_client_defaults() -> None:
+    """MLflow settings for a pipeline stage; the user's own settings win.
+
+    MLflow retries an unreachable server 7 times with a doubling backoff (minutes): a stage
+    should say so in seconds. And `track` prints its own link to the run (in the UI's
+    model-training mode): MLflow's "View run / View experiment" lines for a server would repeat
+    it, the experiment's into the UI's GenAI mode."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 @contextlib.contextmanager

@@ -24,9 +24,9 @@ from exigo.errors import ExigoError
 from exigo.lineage import COMPLETE_TAG, KEY_TAG, previous_track, run_key, run_tags
 from exigo.registry import SCORE, Registered, forget_run, model_name, register, safe_name
 from exigo.store import (
-    bound_http_retries,
     describe,
     ensure_sqlite_store,
+    mlflow_client_defaults,
     sqlite_path,
     store_lock,
     translate,
@@ -98,15 +98,11 @@ def log_run(
     cwd = cwd or Path.cwd()
     uri = tracking_uri(root)
     registry_name = model_name(experiment_name(root))  # a bad override stops before any run
-    bound_http_retries()
+    mlflow_client_defaults()
     tags = run_tags(cwd, data_name)
     tags[KEY_TAG] = run_key(
         content.params, content.metrics, content.history, tags, previous_track(cwd)
     )
-    # track prints its own link to the run, in the UI's model-training mode; MLflow's own
-    # "View run / View experiment" lines for a server would repeat it (the experiment's, into
-    # the UI's GenAI mode). A user who wants them back sets the variable to false.
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     with store_lock(uri), translate(uri):
         import mlflow
 

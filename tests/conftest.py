@@ -55,16 +55,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # `@pytest.mark.incremental` on a class: its tests are the steps of one story, in order; once a
 # step fails, the later ones are reported as xfail naming it (pytest's "incremental testing"
 # recipe), instead of failing on the state it left.
-_FAILED_STEP: dict[str, str] = {}
+_FAILED_STEP: dict[type, str] = {}  # class -> its first failed step
 
 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> None:
     if "incremental" in item.keywords and call.excinfo is not None and item.cls is not None:
-        _FAILED_STEP.setdefault(item.cls.__qualname__, item.name)
+        _FAILED_STEP.setdefault(item.cls, item.name)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    failed = item.cls is not None and _FAILED_STEP.get(item.cls.__qualname__)
+    failed = item.cls is not None and _FAILED_STEP.get(item.cls)
     if failed and "incremental" in item.keywords:
         pytest.xfail(f"an earlier step failed: {failed}")
 

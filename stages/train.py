@@ -18,7 +18,9 @@ import torch
 from exigo.data import load_dataset, to_input
 from exigo.distributed import SINGLE, Group, join, launch, launched, leave
 from exigo.download import check_source
+from exigo.environment import RECORD, describe
 from exigo.errors import run_stage
+from exigo.io import write_json
 from exigo.live import live_logger, log_epoch, set_summary
 from exigo.metrics import at_chance, constant_features
 from exigo.models import build_model, model_settings, save_checkpoint
@@ -96,6 +98,7 @@ def train(params: Params, group: Group = SINGLE) -> None:
         save_checkpoint(
             MODELS_DIR / "model.pt", result.best_state, epoch=best.epoch, score=score, **meta
         )
+        write_json(RECORD, describe(Path(".")))  # the software it was trained with (lineage)
         summary = {"best_epoch": best.epoch, "n_parameters": n_params}  # the saved epoch's numbers
         summary |= {
             k: round(getattr(best, k), 6)

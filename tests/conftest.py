@@ -217,7 +217,7 @@ def make_project(dest: Path, params: dict, code: bool = True) -> Path:
             shutil.copytree(
                 ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
             )
-        for name in ("dvc.yaml", ".gitignore", "pyproject.toml"):
+        for name in ("dvc.yaml", ".gitignore", "pyproject.toml", "uv.lock"):
             shutil.copy(ROOT / name, dest / name)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dest

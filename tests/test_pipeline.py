@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from conftest import (
     tiny_params,
 )
 
+from exigo.compare import environment_at, environment_diff
 from exigo.live import read_history
 
 
@@ -76,6 +79,14 @@ class TestPipeline:
         assert history(project, run.info.run_id) == [1, 2]
         head = sh(["git", "rev-parse", "HEAD"], project, env).stdout.strip()
         assert run.data.tags["mlflow.source.git.commit"] == head
+        # The software it trained with: the project's lock, whether this venv is it, versions.
+        record = json.loads((project / "models/environment.json").read_text())
+        lock = hashlib.sha256((project / "uv.lock").read_bytes()).hexdigest()
+        assert record["lock"] == run.data.tags["exigo.env.lock"] == lock
+        locked = run.data.tags["exigo.env.locked"]
+        assert locked == str(record["locked"]).lower()
+        assert ("exigo.env.drift" in run.data.tags) == (locked == "false")
+        assert run.data.tags["exigo.env.torch"] == metadata.version("torch")
 
     def test_the_run_holds_params_metrics_curves_artifacts_and_model(self, built, monkeypatch):
         """What `track` logged in that repro, read back through MLflow."""
@@ -231,6 +242,10 @@ class TestPipeline:
         methods = ("gradient", "integrated_gradients", "smoothgrad", "gradcam", "random")
         assert lines == {(rev, m) for rev in ("HEAD", "lr-high") for m in methods}
         assert "plots/saliency/images/gradient.png" in plots
+        # Both trained here, in one environment: its record is read at the experiment (DVC's
+        # cache) and at HEAD, and nothing differs.
+        assert environment_at("lr-high", project)["packages"]["torch"] == metadata.version("torch")
+        assert environment_diff("HEAD", "lr-high", project) == {}
 
     def test_a_saliency_param_reruns_saliency_and_track_only(self, built):
         project, env = built

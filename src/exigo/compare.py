@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exigo import environment
 from exigo.errors import ExigoError
 from exigo.io import write_bytes
 from exigo.tables import DETAIL_TABLES
@@ -62,6 +63,7 @@ class Report:
     params: list[tuple[str, dict]] = field(default_factory=list)  # (title, dvc --json)
     metrics: list[tuple[str, dict]] = field(default_factory=list)
     detail: list[tuple[str, dict]] = field(default_factory=list)
+    environment: list[tuple[str, dict]] = field(default_factory=list)  # in the shape of a diff
     missing: dict[str, str] = field(default_factory=dict)  # rev -> what to run for results
     charts: dict[str, str] = field(default_factory=dict)  # plot id -> png path (relative)
     images: dict[str, dict[str, str]] = field(default_factory=dict)  # image id -> rev -> path
@@ -84,6 +86,44 @@ def _what_to_run(rev: str) -> str:
         "with dvc repro && git add dvc.lock metrics plots && git commit -m baseline, "
         "or compare experiments by name"
     )
+
+
+def environment_at(rev: str, cwd: Path) -> dict | None:
+    """The environment `train` recorded at a revision (models/environment.json, a DVC output);
+    None where there is none (a revision from before the record, or outputs not here)."""
+    try:
+        if rev == WORKSPACE:
+            text = (cwd / environment.RECORD).read_text()
+        else:
+            import dvc.api
+
+            text = dvc.api.read(str(environment.RECORD), repo=str(cwd), rev=rev)
+        record = json.loads(text)
+    except Exception:  # DVC's own errors for a missing output are many; all mean "unknown"
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def environment_diff(base: str, other: str, cwd: Path) -> dict:
+    """What differs between two revisions' environments, as a `metrics diff` of one file; a
+    side without a record is one row that says so."""
+    old, new = environment_at(base, cwd), environment_at(other, cwd)
+    if old is None and new is None:
+        return {}
+    if old is None or new is None:  # the report's table says so; no warning beside "no results"
+        changes = {
+            "record": {
+                "old": "—" if old is None else "recorded",
+                "new": "—" if new is None else "recorded",
+            }
+        }
+        return {str(environment.RECORD): changes}
+    differs = environment.differences(old, new)
+    if differs:
+        what = ", ".join(f"{k} {a} → {b}" for k, (a, b) in differs.items())
+        warn(f"exigo compare: {base} and {other} ran in different environments: {what}")
+    changes = {key: {"old": a, "new": b} for key, (a, b) in differs.items()}
+    return {str(environment.RECORD): changes} if changes else {}
 
 
 def _safe(name: str) -> str:
@@ -114,6 +154,7 @@ def build(revs: list[str], out_dir: Path, cwd: Path = Path(".")) -> Report:
             "metrics", "diff", *pair, "--all", "--json", "--targets", *DETAIL_FILES, cwd=cwd
         )
         report.detail.append((title, json.loads(detail or "{}")))
+        report.environment.append((title, environment_diff(base, other, cwd)))
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Built beside out_dir, then renamed into place: same filesystem, never half-written.
@@ -185,6 +226,7 @@ def _sections(r: Report) -> list[tuple[str, list[tuple[str, dict]], tuple[str, .
         ("Params", r.params, ()),
         ("Metrics", r.metrics, HEADLINE_FILES),
         ("Detail", r.detail, DETAIL_FILES),
+        ("Environment", r.environment, ()),
     ]
 
 

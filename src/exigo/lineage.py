@@ -1,6 +1,7 @@
 """Where a run came from, as MLflow tags: the git commit, the DVC experiment, the host, the DVC
-remote (without credentials) and the DVC hashes of the data and the model, so that a run found in
-`mlflow ui` leads to `dvc pull`-able outputs. Also the key that makes logging exactly-once."""
+remote (without credentials), the DVC hashes of the data and the model, and the software it was
+trained with (`exigo.env.*`), so that a run found in `mlflow ui` leads to `dvc pull`-able outputs
+and the environment that made them. Also the key that makes logging exactly-once."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from exigo import environment
 from exigo.store import redact
 
 KEY_TAG = "exigo.run_key"  # what the run logs, hashed: one complete run per key
@@ -82,9 +84,19 @@ def previous_track(cwd: Path) -> str | None:
     return _digest(entry) if entry else None
 
 
+def environment_record(cwd: Path) -> dict[str, Any]:
+    """The environment `train` recorded beside the model (the machine that trained, also after a
+    run-cache restore); this process's own where there is no record."""
+    try:
+        record = json.loads((cwd / environment.RECORD).read_text())
+    except (OSError, ValueError):
+        record = None
+    return record if isinstance(record, dict) else environment.describe(cwd)
+
+
 def run_tags(cwd: Path, data_name: str | None = None) -> dict[str, str]:
     """The tags every run carries: source, git commit, DVC experiment, host, remote, hashes,
-    and the sweep's study and trial when a sweep ran it."""
+    the environment, and the sweep's study and trial when a sweep ran it."""
     tags = {"mlflow.source.type": "PROJECT", "mlflow.source.name": "dvc repro"}
     if commit := git_commit(cwd):
         tags["mlflow.source.git.commit"] = commit
@@ -98,6 +110,7 @@ def run_tags(cwd: Path, data_name: str | None = None) -> dict[str, str]:
         tags["dvc.remote"] = remote
     if data_name:
         tags.update(dvc_hashes(cwd, data_name))
+    tags.update(environment.tags(environment_record(cwd)))
     for env, tag in SWEEP_TAGS.items():
         if value := os.environ.get(env):
             tags[tag] = value

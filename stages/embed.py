@@ -21,7 +21,7 @@ from exigo.metrics import rounded
 from exigo.models import load_checkpoint
 from exigo.params import load_params
 from exigo.plotting import plot_embeddings
-from exigo.projector import write_logs
+from exigo.projector import projector_name, write_logs
 from exigo.utils import resolve_device, set_seed, warn
 
 HEADLINE = ("trustworthiness", "knn_acc_2d", "silhouette_2d")
@@ -82,9 +82,9 @@ def main() -> None:
 
     write_csv(
         Path("plots/embed/embedding.csv"),
-        ["x", "y", "class", "predicted", "correct"],
+        ["x", "y", "class", "predicted", "correct", "label"],
         [
-            [f"{x:.3f}", f"{y:.3f}", classes[t], classes[p], int(t == p)]
+            [f"{x:.3f}", f"{y:.3f}", classes[t], classes[p], int(t == p), int(t)]
             for (x, y), t, p in zip(xy, labels, pred, strict=True)
         ],
     )
@@ -102,9 +102,13 @@ def main() -> None:
         {TITLES[s]: subtitle(metrics[s]) for s in maps},
     )
 
-    header = ["label", "class", "predicted", "correct"]
+    # TensorBoard's projector labels points by the first column that is not numeric, and colours
+    # categorically only by non-numeric columns: so a "true → predicted" label first, and class
+    # names that never read as numbers ("class 3"); `label` keeps the index for more than 50.
+    header = ["point", "class", "predicted", "correct", "label"]
+    names = [projector_name(c) for c in classes]
     rows = [
-        [str(t), classes[t], classes[p], "yes" if t == p else "no"]
+        [f"{classes[t]} → {classes[p]}", names[t], names[p], "yes" if t == p else "no", str(t)]
         for t, p in zip(labels, pred, strict=True)
     ]
     write_logs(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from exigo.data import load_dataset
@@ -52,13 +53,14 @@ def main() -> None:
     write_json(Path("metrics/evaluate.json"), rounded(headline(metrics)))
     write_json(DETAIL, rounded(metrics))
 
-    # One row per test image: DVC's confusion templates count them (x = predicted, y = actual).
+    cm = confusion(y_true, y_pred, len(classes))
+    # The matrix's non-zero cells, for DVC's plots (.dvc/plots/confusion_*.json: x = predicted,
+    # y = actual, ordered by class index); a blank cell is zero.
     write_csv(
         PLOTS / "confusion.csv",
-        ["actual", "predicted"],
-        [[classes[t], classes[p]] for t, p in zip(y_true, y_pred, strict=True)],
+        ["actual", "predicted", "count", "actual_id", "predicted_id"],
+        [[classes[t], classes[p], int(n), t, p] for (t, p), n in np.ndenumerate(cm) if n],
     )
-    cm = confusion(y_true, y_pred, len(classes))
     plot_confusion(cm, classes, PLOTS / "images" / "confusion.png")
     plot_confusion(cm, classes, PLOTS / "images" / "confusion_normalized.png", normalize=True)
     wrong = torch.nonzero(pred != data.test.labels).flatten()

@@ -109,9 +109,18 @@ def test_tensorboard_projector_serves_our_points(tensorboard):
     np.testing.assert_allclose(served.reshape(feats.shape), feats, rtol=1e-4, atol=1e-5)
 
     rows = get(f"{projector}/metadata?{query}").decode().splitlines()
-    assert rows[0].split("\t") == ["label", "class", "predicted", "correct"]
+    # The projector labels by the first non-numeric column and colours by class only where the
+    # class column is not numeric: "true → predicted" first, "class 3", the index last.
+    assert rows[0].split("\t") == ["point", "class", "predicted", "correct", "label"]
     first = rows[1].split("\t")
-    assert first[0] == str(int(data.test.labels[0])) and first[2] == str(int(pred[0]))
+    true, predicted = int(data.test.labels[0]), int(pred[0])
+    assert first == [
+        f"{true} → {predicted}",
+        f"class {true}",
+        f"class {predicted}",
+        "yes" if true == predicted else "no",
+        str(true),
+    ]
     assert len(rows) == len(data.test) + 1
 
     sprite = get(f"{projector}/sprite_image?{query}")
@@ -131,7 +140,7 @@ def test_stage_outputs_and_determinism(embedded, stage_env):
     n = len(load_dataset(project / "data/idx").test)
     with (project / "plots/embed/embedding.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == n and set(rows[0]) == {"x", "y", "class", "predicted", "correct"}
+    assert len(rows) == n and set(rows[0]) == {"x", "y", "class", "predicted", "correct", "label"}
     metrics = json.loads((project / "metrics/detail/embed.json").read_text())
     assert set(metrics) == {"learned", "untrained", "pixels"}
     for values in metrics.values():

@@ -20,6 +20,17 @@ PROJECTOR_RUN = "test_embeddings"
 SCALARS_RUN = "training"
 
 
+def projector_name(name: str) -> str:
+    """A class name as the projector's metadata should hold it: one that reads as a number
+    ("3") would make the column numeric, which the projector colours on a gradient, not by
+    class; such names become "class 3"."""
+    try:
+        float(name)
+    except ValueError:
+        return name
+    return f"class {name}"
+
+
 def write_sprite(path: Path, images: torch.Tensor) -> None:
     """The projector's thumbnails: (N, 28, 28) uint8 tiled row-major into a square PNG."""
     from PIL import Image

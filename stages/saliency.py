@@ -99,7 +99,7 @@ def main() -> None:
         labelled(guessed),  # each half names its own model's prediction
         labelled(predicted),
         IMAGES / "gradient.png",
-        f"Gradient of the {cfg.target}-class logit; baseline: the gradient at an empty image",
+        f"Gradient of the {cfg.target}-class logit, before and after training",
     )
     columns = labelled(predicted)
     maps = {m: attribute(model, x, target, m, cfg, seed) for m in cfg.methods}

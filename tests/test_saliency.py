@@ -161,8 +161,10 @@ def png_size(path) -> tuple[int, int]:
         return img.size
 
 
-def expected_size(n_rows: int, n_cols: int, n_panels: int = 1) -> tuple[int, int]:
-    w, h = grid_figsize(n_rows, n_cols, n_panels)
+def expected_size(
+    n_rows: int, n_cols: int, n_panels: int = 1, stacked: bool = False
+) -> tuple[int, int]:
+    w, h = grid_figsize(n_rows, n_cols, n_panels, stacked)
     return round(w * DPI), round(h * DPI)
 
 
@@ -174,8 +176,8 @@ def test_stage_outputs(tiny_project, stage_env):
     cfg = SaliencyParams(**tiny_params()["saliency"])
     m = len(cfg.methods)
     images = tiny_project / "plots/saliency/images"
-    # One column per image; five rows, before and after training side by side.
-    assert png_size(images / "gradient.png") == expected_size(5, cfg.n_images, 2)
+    # One column per image; five rows, before training above after (a page wide, not two).
+    assert png_size(images / "gradient.png") == expected_size(5, cfg.n_images, 2, stacked=True)
     assert png_size(images / "methods.png") == expected_size(1 + m, cfg.n_images)
     assert png_size(images / "class_means.png") == expected_size(1 + m, 10)
     evaluate = json.loads((tiny_project / "metrics/detail/evaluate.json").read_text())

@@ -18,12 +18,21 @@ from exigo.io import save_figure
 from exigo.plotting import plt
 
 CELL = 1.0  # inches per 28x28 map
-MARGIN_W = 1.6  # row labels and the colour bar, per panel
+MARGIN_W = 2.0  # row labels and the colour bar, per panel
 MARGIN_H = 0.9  # titles
 DPI = 100
 GAP = 3  # blank pixels between two maps of a row
 GREY_ROWS = frozenset({"source", "mean image"})
-LABELS = {"integrated_gradients": "integrated\ngradients"}  # row labels fit in one map's height
+# Row labels that say what a row is, in lines that fit one map's height.
+LABELS = {
+    "integrated_gradients": "integrated\ngradients",
+    "source": "image",
+    "baseline": "gradient at\nan empty\nimage",
+    "saliency": "gradient at\nthe image",
+    "delta": "difference\n(image −\nempty)",
+    "overlay": "difference\n× image",
+}
+LABEL_SIZE = 9
 
 
 @dataclass
@@ -45,23 +54,27 @@ class Panel:
     columns: Sequence[str] = field(default_factory=list)
 
 
-def grid_figsize(n_rows: int, n_cols: int, n_panels: int = 1) -> tuple[float, float]:
-    """Figure size in inches for panels of n_rows x n_cols maps."""
-    return n_panels * (n_cols * CELL + MARGIN_W), n_rows * CELL + MARGIN_H
+def grid_figsize(
+    n_rows: int, n_cols: int, n_panels: int = 1, stacked: bool = False
+) -> tuple[float, float]:
+    """Figure size in inches for panels of n_rows x n_cols maps, side by side or stacked."""
+    width, height = n_cols * CELL + MARGIN_W, n_rows * CELL + MARGIN_H
+    return (width, n_panels * height) if stacked else (n_panels * width, height)
 
 
 def _limits(panel: Panel) -> dict[str, tuple[float, float]]:
-    """(vmin, vmax) per scale key: [0, max] for grey rows, symmetric around 0 for signed maps."""
+    """(vmin, vmax) per scale key: [0, max] for grey rows and for maps that are never negative
+    (Grad-CAM), symmetric around 0 for signed maps."""
     peaks: dict[str, float] = {}
+    signed: dict[str, bool] = {}
     for i, row in enumerate(panel.rows):
         key = row.scale or f"row{i}"
         peaks[key] = max(peaks.get(key, 0.0), float(np.abs(row.maps).max(initial=0.0)))
-    out = {}
-    for i, row in enumerate(panel.rows):
-        key = row.scale or f"row{i}"
-        peak = peaks[key] or 1.0
-        out[key] = (0.0, peak) if row.grey else (-peak, peak)
-    return out
+        signed[key] = signed.get(key, False) or bool((row.maps < 0).any())
+    return {
+        key: (-(peaks[key] or 1.0), peaks[key] or 1.0) if signed[key] else (0.0, peaks[key] or 1.0)
+        for key in peaks
+    }
 
 
 def mosaic(maps: np.ndarray, n_cols: int, gap: int = GAP) -> np.ndarray:
@@ -74,15 +87,18 @@ def mosaic(maps: np.ndarray, n_cols: int, gap: int = GAP) -> np.ndarray:
     return out
 
 
-def plot_grids(panels: Sequence[Panel], path: Path, title: str) -> None:
-    """Panels side by side, each a grid of maps (one mosaic per row) with one colour bar per row."""
+def plot_grids(panels: Sequence[Panel], path: Path, title: str, stacked: bool = False) -> None:
+    """Panels side by side (or stacked), each a grid of maps (one mosaic per row) with one colour
+    bar per row."""
     n_rows = max(len(p.rows) for p in panels)
     n_cols = max(max(len(r.maps) for r in p.rows) for p in panels)
-    fig = plt.figure(figsize=grid_figsize(n_rows, n_cols, len(panels)), layout="constrained")
-    fig.suptitle(title, fontsize=11)
-    subfigs = np.atleast_1d(fig.subfigures(1, len(panels), wspace=0.04))
+    size = grid_figsize(n_rows, n_cols, len(panels), stacked)
+    fig = plt.figure(figsize=size, layout="constrained")
+    fig.suptitle(title, fontsize=12)
+    shape = (len(panels), 1) if stacked else (1, len(panels))
+    subfigs = np.atleast_1d(fig.subfigures(*shape, wspace=0.04, hspace=0.04)).ravel()
     for sub, panel in zip(subfigs, panels, strict=True):
-        sub.suptitle(panel.title, fontsize=10)
+        sub.suptitle(panel.title, fontsize=11)
         axes = sub.subplots(n_rows, 1, squeeze=False)[:, 0]
         limits = _limits(panel)
         for r, ax in enumerate(axes):
@@ -93,25 +109,26 @@ def plot_grids(panels: Sequence[Panel], path: Path, title: str) -> None:
                 continue
             row = panel.rows[r]
             vmin, vmax = limits[row.scale or f"row{r}"]
-            cmap = plt.get_cmap("gray_r" if row.grey else "RdBu_r").with_extremes(bad="white")
+            name = "gray_r" if row.grey else "RdBu_r" if vmin < 0 else "Reds"
+            cmap = plt.get_cmap(name).with_extremes(bad="white")
             h, w = row.maps.shape[1:]
             image = ax.imshow(
                 mosaic(row.maps, n_cols), cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal",
                 interpolation="nearest",
             )  # fmt: skip
-            ax.set_ylabel(row.label, fontsize=8)
+            ax.set_ylabel(row.label, fontsize=LABEL_SIZE, rotation=0, ha="right", va="center")
             for c, note in row.notes.items():
                 ax.text(c * (w + GAP) + (w - 1) / 2, (h - 1) / 2, note, ha="center", va="center",
-                        fontsize=5, color="0.35")  # fmt: skip
+                        fontsize=6, color="0.3")  # fmt: skip
             if r == 0 and panel.columns:
                 ax.xaxis.tick_top()
                 ax.set_xticks(
                     [c * (w + GAP) + (w - 1) / 2 for c in range(len(panel.columns))],
-                    panel.columns, fontsize=7,
+                    panel.columns, fontsize=8,
                 )  # fmt: skip
                 ax.tick_params(length=0)
             bar = sub.colorbar(image, ax=ax, shrink=0.9, aspect=6, pad=0.01)
-            bar.ax.tick_params(labelsize=6)
+            bar.ax.tick_params(labelsize=7)
             bar.ax.yaxis.set_major_formatter("{x:.2g}")
     save_figure(path, fig, dpi=DPI)
 
@@ -123,15 +140,18 @@ def _np(t) -> np.ndarray:
 # Grad-CAM weights each channel of the last conv layer by its gradient averaged over positions,
 # and keeps only the positive part. Our heads are position-specific (flatten + linear), so those
 # averages can cancel: for some images (class 9 on MNIST, often) the weighted sum is <= 0
-# everywhere and the map is blank. The figure says so instead of showing an empty square.
+# everywhere and the map is blank. Every figure says so, by one rule: a Grad-CAM map whose peak
+# is below BLANK_SHARE of its row's peak (it would look empty on the row's colour scale).
 BLANK_GRADCAM = "no positive\nGrad-CAM\nevidence"
+BLANK_SHARE = 0.05
 
 
 def _notes(label: str, maps: np.ndarray) -> dict[int, str]:
     if label != "gradcam" or not len(maps):
         return {}
     peaks = np.abs(maps).reshape(len(maps), -1).max(1)
-    return {int(c): BLANK_GRADCAM for c in np.flatnonzero(peaks <= 0.01 * peaks.max(initial=0))}
+    blank = peaks < BLANK_SHARE * peaks.max(initial=0) if peaks.max(initial=0) > 0 else peaks == 0
+    return {int(c): BLANK_GRADCAM for c in np.flatnonzero(blank)}
 
 
 def _rows(rows: dict) -> list[Row]:
@@ -166,7 +186,7 @@ def plot_before_after(
         Panel(f"before training (initial weights){scale(before)}", _rows(before), columns_before),
         Panel(f"after training{scale(after)}", _rows(after), columns_after),
     ]
-    plot_grids(panels, path, title)
+    plot_grids(panels, path, title, stacked=True)  # one page wide: readable on a slide
 
 
 def plot_methods(

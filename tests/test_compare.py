@@ -102,8 +102,37 @@ def test_report_tables_have_no_float_noise_and_follow_the_pipeline():
         "metrics/evaluate.json": {"accuracy": {"old": 0.97, "new": 0.98, "diff": 0.01}},
         "metrics/train/metrics.json": {"val_acc": {"old": 0.96, "new": 0.97, "diff": 0.01}},
     }
-    files = [row[0] for row in _rows(diff, HEADLINE_FILES)]
+    files = [row.file for row in _rows(diff, HEADLINE_FILES)]
     assert files == ["metrics/train/metrics.json", "metrics/evaluate.json", "metrics/embed.json"]
+
+
+def test_report_rows_read_as_quantities_and_labels():
+    """Class IDs are labels (no numeric change), a row has one number format, the largest
+    relative changes come first and unchanged values last; the summary leads with params."""
+    from exigo.compare import Report, _rows, summary
+
+    detail = {
+        "metrics/detail/evaluate.json": {
+            "confused.top2.predicted": {"old": 0, "new": 9, "diff": 9},
+            "per_class.3.recall": {"old": 0.9, "new": 0.95, "diff": 0.05},
+            "per_class.4.recall": {"old": 0.8, "new": 0.96, "diff": 0.16},
+            "per_class.5.recall": {"old": 0.9, "new": 0.9, "diff": 0},
+            "confused.top1.count": {"old": 12, "new": 7, "diff": -5},
+        }
+    }
+    rows = {row.key: row for row in _rows(detail)}
+    assert rows["confused.top2.predicted"].cells()[2:] == ("0", "9", "")
+    assert rows["per_class.4.recall"].cells()[2:] == ("0.8000", "0.9600", "+0.1600")
+    assert rows["confused.top1.count"].cells()[2:] == ("12", "7", "-5")
+    order = [row.key for row in _rows(detail)]
+    assert order.index("confused.top1.count") < order.index("per_class.4.recall")  # -42 % first
+    assert order[-1] == "per_class.5.recall"  # unchanged, last
+    params = {"params.yaml": {"train.weight_decay": {"old": 1e-4, "new": 1e-3}}}
+    (row,) = _rows(params)
+    assert row.cells()[2:] == ("0.0001", "0.001", "+0.0009")  # one format, no 1.00e-04
+    metrics = {"metrics/evaluate.json": {"accuracy": {"old": 0.97, "new": 0.98, "diff": 0.01}}}
+    report = Report(["HEAD", "exp"], params=[("t", params)], metrics=[("t", metrics)])
+    assert [line.key for line in summary(report)] == ["train.weight_decay", "accuracy"]
 
 
 def _browser():

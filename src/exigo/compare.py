@@ -65,6 +65,7 @@ class Report:
     detail: list[tuple[str, dict]] = field(default_factory=list)
     environment: list[tuple[str, dict]] = field(default_factory=list)  # in the shape of a diff
     missing: dict[str, str] = field(default_factory=dict)  # rev -> what to run for results
+    stale: dict[str, str] = field(default_factory=dict)  # rev -> params.yaml vs dvc.lock
     charts: dict[str, str] = field(default_factory=dict)  # plot id -> png path (relative)
     images: dict[str, dict[str, str]] = field(default_factory=dict)  # image id -> rev -> path
 
@@ -83,23 +84,57 @@ def _what_to_run(rev: str) -> str:
         return "the workspace has no results: run dvc repro"
     return (
         f"{rev} has no results (no dvc.lock or metrics committed there): commit a baseline "
-        "with dvc repro && git add dvc.lock metrics plots && git commit -m baseline, "
+        "with dvc repro && git add params.yaml dvc.lock metrics plots && git commit -m baseline, "
         "or compare experiments by name"
     )
+
+
+def _text_at(path: str, rev: str, cwd: Path) -> str | None:
+    """A file of the repo at a revision (git-tracked or DVC-tracked); None where it is not."""
+    try:
+        if rev == WORKSPACE:
+            return (cwd / path).read_text()
+        import dvc.api
+
+        return dvc.api.read(path, repo=str(cwd), rev=rev)
+    except Exception:  # DVC's own errors for a missing file are many; all mean "not there"
+        return None
+
+
+def params_mismatch(rev: str, cwd: Path) -> list[str]:
+    """The params whose value in `params.yaml` differs from what `dvc.lock` says the results
+    came from, at one revision: 'key: params.yaml X, dvc.lock Y'."""
+    import yaml
+
+    from exigo.params import flatten
+
+    texts = (_text_at("params.yaml", rev, cwd), _text_at("dvc.lock", rev, cwd))
+    if None in texts:
+        return []
+    try:
+        params, lock = (yaml.safe_load(t) or {} for t in texts)
+    except yaml.YAMLError:
+        return []
+    current = flatten(params) if isinstance(params, dict) else {}
+    locked: dict[str, object] = {}
+    for stage in (lock.get("stages") or {}).values() if isinstance(lock, dict) else ():
+        values = (stage.get("params") or {}).get("params.yaml") if isinstance(stage, dict) else None
+        if isinstance(values, dict):
+            locked.update(flatten(values))
+    return [
+        f"{key}: params.yaml {current.get(key)!r}, dvc.lock {value!r}"
+        for key, value in sorted(locked.items())
+        if key in current and current[key] != value
+    ]
 
 
 def environment_at(rev: str, cwd: Path) -> dict | None:
     """The environment `train` recorded at a revision (models/environment.json, a DVC output);
     None where there is none (a revision from before the record, or outputs not here)."""
+    text = _text_at(str(environment.RECORD), rev, cwd)
     try:
-        if rev == WORKSPACE:
-            text = (cwd / environment.RECORD).read_text()
-        else:
-            import dvc.api
-
-            text = dvc.api.read(str(environment.RECORD), repo=str(cwd), rev=rev)
-        record = json.loads(text)
-    except Exception:  # DVC's own errors for a missing output are many; all mean "unknown"
+        record = json.loads(text) if text is not None else None
+    except ValueError:
         return None
     return record if isinstance(record, dict) else None
 
@@ -136,6 +171,14 @@ def build(revs: list[str], out_dir: Path, cwd: Path = Path(".")) -> Report:
 
     revs = revisions(revs)
     report = Report(revs)
+    for rev in revs:
+        if differs := params_mismatch(rev, cwd):
+            report.stale[rev] = (
+                f"its params.yaml does not match the dvc.lock its results came from "
+                f"({'; '.join(differs[:3])}{'; ...' if len(differs) > 3 else ''}): its params "
+                "diff shows values its results never used; commit params.yaml with dvc.lock"
+            )
+            warn(f"exigo compare: {rev}: {report.stale[rev]}")
     base = revs[0]
     for other in revs[1:]:
         title = f"{base} → {other}"
@@ -202,49 +245,104 @@ def _fmt(value: object) -> str:
     return f"{value:.2e}"
 
 
-def _rows(diff: dict, order: tuple[str, ...] = ()) -> list[tuple[str, str, str, str, str]]:
-    """(file, key, old, new, change) rows: files in pipeline order, keys in each file's order."""
+# Values that name something (a class, a method) are compared as labels: "0 → 9", no change.
+LABEL_KEYS = frozenset({"predicted", "actual", "true", "class", "label", "name", "method"})
+SUMMARY_ROWS = 8  # the headline numbers that changed most, first in the report
+
+
+@dataclass
+class Line:
+    """One compared value: formatted for reading, with its relative change for ordering."""
+
+    file: str
+    key: str
+    old: str
+    new: str
+    change: str
+    relative: float  # |change| / |old|; 0 for labels and unchanged values
+    changed: bool
+
+    def cells(self) -> tuple[str, str, str, str, str]:
+        return self.file, self.key, self.old, self.new, self.change
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _row_format(*values: object):
+    """One format for a row's old, new and change, so a quantity reads the same in all three:
+    whole numbers as integers, others with 4 decimals, small ones (< 0.01) to 3 digits."""
+    nums = [float(v) for v in values if _number(v)]
+    if all(v.is_integer() for v in nums):
+        return lambda v: f"{int(v):,}"
+    if max(abs(v) for v in nums) >= 0.01:
+        return lambda v: f"{v:.4f}"
+    return lambda v: f"{v:.3g}"
+
+
+def _line(path: str, key: str, change: dict) -> Line:
+    old, new, delta = change.get("old"), change.get("new"), change.get("diff")
+    label = key.rsplit(".", 1)[-1] in LABEL_KEYS or not all(
+        _number(v) for v in (old, new) if v is not None
+    )
+    if label or old is None or new is None:
+        return Line(path, key, _fmt(old), _fmt(new), "", 0.0, old != new)
+    fmt = _row_format(old, new, delta if delta is not None else 0)
+    delta = new - old if delta is None else delta
+    relative = abs(delta) / abs(old) if old else (float("inf") if delta else 0.0)
+    sign = "+" if delta > 0 else ""
+    return Line(path, key, fmt(old), fmt(new), f"{sign}{fmt(delta)}", relative, delta != 0)
+
+
+def _rows(diff: dict, order: tuple[str, ...] = ()) -> list[Line]:
+    """Every compared value: files in pipeline order, then the largest relative changes first
+    within a file; unchanged values last."""
     files = [f for f in order if f in diff] + sorted(f for f in diff if f not in order)
     rows = []
     for path in files:
-        for key, change in diff[path].items():
-            delta = change.get("diff")
-            rows.append(
-                (
-                    path,
-                    key,
-                    _fmt(change.get("old")),
-                    _fmt(change.get("new")),
-                    "" if delta is None else _fmt(delta),
-                )
-            )
+        lines = [_line(path, key, change) for key, change in diff[path].items()]
+        rows += sorted(lines, key=lambda line: (not line.changed, -line.relative))
     return rows
 
 
-def _sections(r: Report) -> list[tuple[str, list[tuple[str, dict]], tuple[str, ...]]]:
+def _sections(r: Report) -> list[tuple[str, list[tuple[str, dict]], tuple[str, ...], bool]]:
+    """(heading, diffs, file order, open at first) for the report's folding sections."""
     return [
-        ("Params", r.params, ()),
-        ("Metrics", r.metrics, HEADLINE_FILES),
-        ("Detail", r.detail, DETAIL_FILES),
-        ("Environment", r.environment, ()),
+        ("Params", r.params, (), True),
+        ("Metrics", r.metrics, HEADLINE_FILES, True),
+        ("Detail", r.detail, DETAIL_FILES, False),
+        ("Environment", r.environment, (), any(diff for _, diff in r.environment)),
     ]
+
+
+def summary(r: Report) -> list[Line]:
+    """The params that changed, then the headline numbers that changed most (relative)."""
+    params = [line for _, diff in r.params for line in _rows(diff) if line.changed]
+    metrics = [line for _, diff in r.metrics for line in _rows(diff, HEADLINE_FILES)]
+    moved = sorted((m for m in metrics if m.changed), key=lambda m: -m.relative)
+    return params + moved[:SUMMARY_ROWS]
+
+
+def _notes(r: Report) -> list[tuple[str, str]]:
+    return [*r.missing.items(), *r.stale.items()]
 
 
 def markdown(r: Report) -> str:
     lines = [f"# exigo: {' vs '.join(r.revs)}", ""]
-    lines += [f"> **{rev}**: {what}" for rev, what in r.missing.items()]
-    lines += [""] if r.missing else []
-    for heading, items, order in _sections(r):
+    lines += [f"> **{rev}**: {what}" for rev, what in _notes(r)]
+    lines += [""] if _notes(r) else []
+    lines += ["## What changed most", ""]
+    lines += _md_table(summary(r)) or ["_no changes_", ""]
+    for heading, items, order, _ in _sections(r):
         lines += [f"## {heading}", ""]
         for title, diff in items:
             rows = _rows(diff, order)
+            changed = [row for row in rows if row.changed]
             lines += [f"**{title}**", ""]
-            if not rows:
-                lines += ["_no changes_", ""]
-                continue
-            lines += ["| file | key | old | new | change |", "|---|---|---:|---:|---:|"]
-            lines += ["| " + " | ".join(row) + " |" for row in rows]
-            lines.append("")
+            lines += _md_table(changed) or ["_no changes_", ""]
+            if len(rows) > len(changed):
+                lines += [f"_{len(rows) - len(changed)} values unchanged_", ""]
     lines += ["## Plots", ""]
     for plot_id, path in r.charts.items():
         lines += [f"### {plot_id}", "", f"![{plot_id}]({path})", ""]
@@ -262,48 +360,83 @@ def markdown(r: Report) -> str:
     return "\n".join(lines)
 
 
-def _table(diff: dict, order: tuple[str, ...]) -> str:
-    rows = _rows(diff, order)
+def _md_table(rows: list[Line]) -> list[str]:
     if not rows:
-        return "<p><em>no changes</em></p>"
+        return []
+    out = ["| file | key | old | new | change |", "|---|---|---:|---:|---:|"]
+    return [*out, *("| " + " | ".join(row.cells()) + " |" for row in rows), ""]
+
+
+def _table(rows: list[Line]) -> str:
+    if not rows:
+        return "<p class='none'>no changes</p>"
     head = "<tr><th>file</th><th>key</th><th>old</th><th>new</th><th>change</th></tr>"
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row.cells()) + "</tr>"
+        for row in rows
     )
     return f"<table>{head}{body}</table>"
+
+
+STYLE = (
+    "body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#222;"
+    "max-width:1180px;margin:1.5em auto;padding:0 1.5em}"
+    "h1{font-size:1.5em;margin-bottom:.2em}h3{font-size:1em;margin:1em 0 .4em}"
+    "details{border-top:1px solid #ddd;padding:.4em 0}"
+    "summary{font-size:1.2em;font-weight:600;cursor:pointer;padding:.3em 0}"
+    "summary small{font-weight:400;color:#666;font-size:.75em}"
+    "table{border-collapse:collapse;margin:.3em 0 .8em;font-size:.92em}"
+    "td,th{border-bottom:1px solid #e4e4e4;padding:3px 10px;text-align:left}"
+    "th{background:#f6f6f6}tr:hover td{background:#fafafa}"
+    "td:nth-child(n+3){text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
+    ".note{background:#fff3cd;border:1px solid #e0c36a;padding:.5em 1em;margin:.5em 0}"
+    ".none,.count{color:#777;font-style:italic}"
+    "img{max-width:100%}img.chart{max-width:720px;display:block}"
+    ".side{display:flex;gap:1em;flex-wrap:wrap}.side figure{margin:0;flex:1;min-width:300px}"
+    "figcaption{font-weight:600;margin-bottom:.2em}"
+)
+
+
+def _fold(title: str, body: str, is_open: bool, note: str = "") -> str:
+    small = f" <small>{html.escape(note)}</small>" if note else ""
+    return f"<details{' open' if is_open else ''}><summary>{title}{small}</summary>{body}</details>"
 
 
 def to_html(r: Report) -> str:
     esc = html.escape
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>exigo: {esc(' vs '.join(r.revs))}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-        "td:nth-child(n+3){text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}"
-        ".missing{background:#fff3cd;border:1px solid #e0c36a;padding:.5em 1em}"
-        ".side{display:flex;gap:1em}.side figure{margin:0;flex:1}</style></head><body>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>exigo: {esc(' vs '.join(r.revs))}</title><style>{STYLE}</style></head><body>",
         f"<h1>exigo: {esc(' vs '.join(r.revs))}</h1>",
     ]
-    for rev, what in r.missing.items():
-        parts.append(f"<p class='missing'><b>{esc(rev)}</b>: {esc(what)}</p>")
-    for heading, items, order in _sections(r):
-        parts.append(f"<h2>{heading}</h2>")
+    for rev, what in _notes(r):
+        parts.append(f"<p class='note'><b>{esc(rev)}</b>: {esc(what)}</p>")
+    parts.append(_fold("What changed most", _table(summary(r)), True, "params, then headline"))
+    for heading, items, order, is_open in _sections(r):
+        body, n_changed = [], 0
         for title, diff in items:
-            parts.append(f"<h3>{esc(title)}</h3>{_table(diff, order)}")
-    parts.append("<h2>Plots</h2>")
-    for plot_id, path in r.charts.items():
-        parts.append(
-            f"<h3>{esc(plot_id)}</h3><img class='chart' src='{esc(path)}' alt='{esc(plot_id)}'>"
-        )
+            rows = _rows(diff, order)
+            changed = [row for row in rows if row.changed]
+            n_changed += len(changed)
+            same = len(rows) - len(changed)
+            tail = f"<p class='count'>{same} values unchanged</p>" if same else ""
+            body.append(f"<h3>{esc(title)}</h3>{_table(changed)}{tail}")
+        parts.append(_fold(heading, "".join(body), is_open, f"{n_changed} changed"))
+    charts = "".join(
+        f"<h3>{esc(plot_id)}</h3><img class='chart' src='{esc(path)}' alt='{esc(plot_id)}'>"
+        for plot_id, path in r.charts.items()
+    )
+    parts.append(_fold("Plots", charts, True, f"{len(r.charts)} charts"))
     if r.images:
-        parts.append("<h2>Images</h2>")
+        figures = []
         for plot_id, by_rev in r.images.items():
             figs = "".join(
                 f"<figure><figcaption>{esc(rev)}</figcaption><img src='{esc(by_rev[rev])}'></figure>"
                 for rev in r.revs
                 if rev in by_rev
             )
-            parts.append(f"<h3>{esc(plot_id)}</h3><div class='side'>{figs}</div>")
+            figures.append(f"<h3>{esc(plot_id)}</h3><div class='side'>{figs}</div>")
+        parts.append(_fold("Images", "".join(figures), True, f"{len(r.images)} images"))
     parts.append("</body></html>")
     return "\n".join(parts)

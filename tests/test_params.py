@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from conftest import ROOT, make_project, run_stage, tiny_params
 
@@ -98,3 +100,15 @@ def test_bad_yaml_is_a_clear_error(tmp_path, stage_env):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: params.yaml: not valid YAML")
     assert (project / "params.yaml").read_text() == "train: {lr: [unclosed\n"
+
+
+def test_params_yaml_is_in_the_form_dvc_writes(tmp_path):
+    """`dvc exp run -S` rewrites params.yaml through DVC's YAML writer: the committed file is
+    already in that form, so a first experiment's diff holds only the values it set."""
+    from dvc.utils.serialize import modify_yaml
+
+    copy = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", copy)
+    with modify_yaml(copy) as params:
+        params["base"]["seed"] = params["base"]["seed"]  # what -S base.seed=<same> writes
+    assert copy.read_text() == (ROOT / "params.yaml").read_text()

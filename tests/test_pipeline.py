@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 from importlib import metadata
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import (
     PIPELINE,
+    ROOT,
     dvc,
     history,
     init_repo,
@@ -242,6 +244,16 @@ class TestPipeline:
         methods = ("gradient", "integrated_gradients", "smoothgrad", "gradcam", "random")
         assert lines == {(rev, m) for rev in ("HEAD", "lr-high") for m in methods}
         assert "plots/saliency/images/gradient.png" in plots
+        # The README's everyday `dvc exp show` fits a 120-column terminal, headers whole.
+        readme = (ROOT / "README.md").read_text()
+        (command,) = [ln for ln in readme.splitlines() if ln.startswith("dvc exp show --only-ch")]
+        args = shlex.split(command)[1:] + ["--no-pager"]
+        table = dvc(*args, cwd=project, env={**env, "COLUMNS": "120"}).stdout
+        assert max(map(len, table.splitlines())) <= 120, table
+        header = table.splitlines()[1]
+        assert "…" not in header, table  # nothing squeezed
+        for column in ("Experiment", "val_acc", "accuracy", "deletion_auc", "train.lr"):
+            assert column in header, (column, table)
         # Both trained here, in one environment: its record is read at the experiment (DVC's
         # cache) and at HEAD, and nothing differs.
         assert environment_at("lr-high", project)["packages"]["torch"] == metadata.version("torch")

@@ -289,15 +289,20 @@ def test_waiting_for_the_store_lock_says_so_and_gives_up(local_store, monkeypatc
     assert not (local_store / "mlflow.db").exists()
 
 
-def test_an_interrupt_swallowed_by_a_finalizer_still_stops():
+def test_an_interrupt_swallowed_by_a_finalizer_still_stops(monkeypatch):
     class Finalizer:
         def __del__(self):
             os.kill(os.getpid(), signal.SIGINT)  # lands here: Python prints "Exception ignored"
             time.sleep(0.2)
 
+    # Python hands the swallowed interrupt to sys.unraisablehook: keep it here (it is the point
+    # of the test), instead of pytest's hook printing it as a warning with a traceback.
+    swallowed = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: swallowed.append(info.exc_type))
     with pytest.raises(KeyboardInterrupt), interrupts_always_stop():
         finalizer = Finalizer()
         del finalizer
+    assert swallowed == [KeyboardInterrupt]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

@@ -302,7 +302,7 @@ def run_summary(root: str = "") -> str:
     ]
     if run.get("took"):
         rows.append(("`dvc repro`, all stages", run["took"]))
-    return "| | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
+    return "| | the run |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
 
 
 def run_saliency(root: str = "") -> str:

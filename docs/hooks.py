@@ -23,6 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PARAMS_YAML = ROOT / "params.yaml"
+SWEEP_YAML = ROOT / "sweep.yaml"
 MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
 
 if str(SRC) not in sys.path:
@@ -113,14 +114,18 @@ def describe_type(annotation: Any, metadata: list[Any] = ()) -> tuple[str, str]:
         return describe_type(args[0], [*metadata, *args[1:]])
     if origin in (Union, types.UnionType):
         kinds = [describe_type(a, metadata) for a in args if a is not type(None)]
-        kind, allowed = kinds[0] if len(kinds) == 1 else (" or ".join(k for k, _ in kinds), "")
-        return f"{kind} or null", allowed
+        if len(kinds) == 1:
+            kind, allowed = kinds[0]
+        else:  # str | int | float | bool: any YAML scalar
+            kind, allowed = ("scalar" if len(kinds) > 2 else " or ".join(k for k, _ in kinds)), ""
+        return (f"{kind} or null" if type(None) in args else kind), allowed
     if origin is Literal:
         return "one of", ", ".join(f"`{v}`" for v in args)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             kind, allowed = describe_type(args[0])
-            kind = "text" if kind == "one of" else kind
+            kind = kind.removesuffix(" or null")
+            kind = {"one of": "text", "scalar": "scalars", "mapping": "mappings"}.get(kind, kind)
             limits = _bounds(list(metadata))
             return f"list of {kind}", "; ".join(x for x in (allowed, *limits) if x)
         kind, allowed = describe_type(args[0])
@@ -133,10 +138,13 @@ def describe_type(annotation: Any, metadata: list[Any] = ()) -> tuple[str, str]:
     )
 
 
+def _plain(value: Any) -> Any:
+    """A default as YAML reads it back: tuples are lists."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _yaml_value(value: Any) -> str:
-    if isinstance(value, tuple):
-        value = list(value)
-    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
+    return yaml.safe_dump(_plain(value), default_flow_style=True).removesuffix("\n...\n").strip()
 
 
 def _cell(text: str) -> str:
@@ -153,10 +161,62 @@ def cross_key_checks(model: type) -> list[str]:
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 messages.append(arg.value)
             elif isinstance(arg, ast.JoinedStr):
-                messages.append(
-                    "".join(v.value if isinstance(v, ast.Constant) else "…" for v in arg.values)
-                )
+                messages.append("".join(_placeholder(v) for v in arg.values))
     return messages
+
+
+TABLE_HEAD = ["| key | type | default | allowed | what it does |", "|---|---|---|---|---|"]
+SHORT_HEAD = ["| key | type | default | allowed |", "|---|---|---|---|"]
+
+
+def _model_of(annotation: Any) -> type | None:
+    from pydantic import BaseModel
+
+    return (
+        annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    )
+
+
+def field_rows(model: type, prefix: str, comments: dict, written: dict, file: str) -> list[str]:
+    """A table row per key of a pydantic model, nested models and mappings of models included:
+    the type, default and allowed values from the model, the help from the field's description,
+    else from the YAML file's comment, else from a nested model's docstring."""
+    rows = []
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{name}"
+        value_type = get_args(info.annotation)[1] if get_origin(info.annotation) is dict else None
+        nested = _model_of(info.annotation)
+        if nested is not None:
+            rows += field_rows(nested, f"{key}.", comments, written.get(name) or {}, file)
+            if nested.model_config.get("extra") == "allow":  # e.g. an Optuna sampler's arguments
+                rows.append(f"| `{key}.<other>` | any | | | {_cell(_summary(nested))} |")
+            continue
+        kind, allowed = describe_type(info.annotation, list(info.metadata))
+        default = "required" if info.is_required() else f"`{_yaml_value(info.default)}`"
+        if name in written and not isinstance(written[name], dict):  # (mappings: too long)
+            shown = _yaml_value(written[name])
+            same = not info.is_required() and written[name] == _plain(info.default)  # 30 == 30.0
+            if not same and (info.is_required() or shown != _yaml_value(info.default)):
+                default += f" ({file}: `{shown}`)"
+        what = info.description or comments.get(key, "")
+        if _model_of(value_type) is not None:  # a mapping of models: its entries' keys follow
+            what = what or _summary(value_type)
+        rows.append("| " + " | ".join(_cell(c) for c in (f"`{key}`", kind, default, allowed, what)))
+        if _model_of(value_type) is not None:
+            rows += field_rows(value_type, f"{key}.<key>.", comments, {}, file)
+    return [row if row.endswith("|") else row + " |" for row in rows]
+
+
+def _placeholder(part: ast.expr) -> str:
+    """A piece of an f-string message: its text, `<name>` for a variable, `…` for the rest."""
+    if isinstance(part, ast.Constant):
+        return str(part.value)
+    value = part.value if isinstance(part, ast.FormattedValue) else part
+    if isinstance(value, ast.Name):
+        return f"<{value.id}>"
+    if isinstance(value, ast.Attribute):
+        return f"<{value.attr}>"
+    return "…"
 
 
 def params_reference(root: str = "") -> str:
@@ -171,22 +231,38 @@ def params_reference(root: str = "") -> str:
         out += [f"## `{section}`", ""]
         if comments.get(section):
             out += [comments[section], ""]
-        out += ["| key | type | default | allowed | what it does |", "|---|---|---|---|---|"]
-        for name, info in model.model_fields.items():
-            kind, allowed = describe_type(info.annotation, list(info.metadata))
-            default = _yaml_value(info.default)
-            in_file = written.get(section, {}).get(name, info.default)
-            if _yaml_value(in_file) != default and in_file != info.default:  # 30 == 30.0
-                default += f" (params.yaml: {_yaml_value(in_file)})"
-            what = info.description or comments.get(f"{section}.{name}", "")
-            row = (f"`{section}.{name}`", kind, f"`{default}`", allowed, what)
-            out.append("| " + " | ".join(_cell(c) for c in row) + " |")
+        out += TABLE_HEAD
+        out += field_rows(model, f"{section}.", comments, written.get(section) or {}, "params.yaml")
         checks = cross_key_checks(model)
         if checks:
             out += ["", "Checked across keys:", ""]
-            out += [f"- {_cell(message)}" for message in checks]
+            out += [f"- {_cell(message).replace('<', '&lt;')}" for message in checks]
         out.append("")
     return "\n".join(out)
+
+
+def sweep_reference(root: str = "") -> str:
+    """sweep.yaml's keys, from `exigo.sweep.config.SweepConfig`, with the example's comments."""
+    from exigo.sweep.config import SweepConfig
+
+    text = SWEEP_YAML.read_text()
+    rows = field_rows(SweepConfig, "", {}, yaml.safe_load(text), "sweep.yaml")
+    rows = [row.rsplit(" | ", 1)[0] + " |" for row in rows]  # no help column: the prose has it
+    checks = [c for m in (SweepConfig, *_nested(SweepConfig)) for c in cross_key_checks(m)]
+    out = [*SHORT_HEAD, *rows, "", "Checked across keys:", ""]
+    return (
+        "\n".join(out + [f"- {_cell(message).replace('<', '&lt;')}" for message in checks]) + "\n"
+    )
+
+
+def _nested(model: type) -> list[type]:
+    """The models a model's fields hold (directly, or as the values of a mapping)."""
+    found = []
+    for info in model.model_fields.values():
+        for candidate in (info.annotation, *get_args(info.annotation)):
+            if _model_of(candidate) is not None and candidate not in found:
+                found.append(candidate)
+    return found
 
 
 # ---- the lists as tables ----
@@ -338,6 +414,7 @@ def run_embed(root: str = "") -> str:
 
 GENERATORS = {
     "params": params_reference,
+    "sweep": sweep_reference,
     "datasets": datasets_table,
     "models": models_table,
     "saliency-methods": methods_table,

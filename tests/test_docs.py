@@ -57,6 +57,11 @@ def test_site_builds_strict_with_the_generated_reference(site):
     for section, field in Params.model_fields.items():
         for key in field.annotation.model_fields:
             assert f"{section}.{key}" in params, f"{section}.{key} missing from the params page"
+    from exigo.sweep.config import SweepConfig
+
+    sweeps = (site / "sweeps.html").read_text()
+    for key in SweepConfig.model_fields:
+        assert f"<code>{key}" in sweeps, f"{key} missing from the sweeps page"
     names = (site / "reference" / "names.html").read_text()
     for name in [*DatasetName.__args__, *MODELS, *METHODS]:
         assert f"<code>{name}</code>" in names, name

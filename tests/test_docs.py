@@ -180,3 +180,19 @@ def test_site_reads_offline_in_chromium(site):
         assert any("saliency.html" in t for t in targets), targets
     assert not requested, requested  # nothing left the disk
     assert not errors, errors
+
+
+def test_the_readme_is_a_short_front_door_into_the_site():
+    """At most 150 lines; its two quick-start commands are the getting-started page's, the
+    second is what CI runs; every page it links exists."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    install, tests = blocks[0].strip(), blocks[1].strip()
+    assert install.endswith("dvc repro") and tests.endswith("pytest")
+    page = (ROOT / "docs" / "getting-started.md").read_text()
+    assert install in page and tests in page
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install uv && uv sync --locked --extra dev" in ci and "pytest" in ci
+    for link in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (ROOT / link).exists(), link

@@ -29,6 +29,20 @@ from exigo.compare import environment_at, environment_diff
 from exigo.live import read_history
 
 
+def first_day() -> list[str]:
+    """The commands of docs/getting-started.md's "What to run next", comments removed: the steps
+    below run these very lines, so the page cannot drift from what is tested."""
+    page = (ROOT / "docs" / "getting-started.md").read_text()
+    block = page.split("## What to run next", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split(" # ")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def run_documented(prefix: str, project, env):
+    """Run the one getting-started command that starts with `prefix`, as a shell would."""
+    (command,) = [c for c in first_day() if c.startswith(prefix)]
+    return sh(["bash", "-c", command], project, env)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, tiny_idx):
     """One git + DVC repo for the steps of `TestPipeline`, its data served by a mirror on
@@ -163,7 +177,7 @@ class TestPipeline:
 
     def test_a_noop_repro_runs_nothing_and_logs_nothing(self, built):
         project, env = built
-        out = dvc("repro", cwd=project, env=env).stdout
+        out = run_documented("dvc repro", project, env).stdout
         assert "Running stage" not in out, out
         assert len(mlflow_runs(project)) == 1
 
@@ -175,8 +189,11 @@ class TestPipeline:
         remote = str(project.parent / "dvc-remote")
         dvc("remote", "add", "-d", "shared", remote, cwd=project, env=env)
         dvc("push", cwd=project, env=env)
-        sh(["git", "add", ".dvc/config", "dvc.lock", "metrics", "plots"], project, env)
-        sh(["git", "commit", "-qm", "baseline"], project, env)
+        sh(["git", "add", ".dvc/config"], project, env)  # the remote, for artifacts get
+        run_documented("git add params.yaml dvc.lock", project, env)  # the page's baseline
+        assert not sh(
+            ["git", "status", "--porcelain", "params.yaml", "dvc.lock"], project, env
+        ).stdout
         sh([shutil.which("gto"), "register", "classifier"], project, env)
         elsewhere = project.parent / "elsewhere"
         elsewhere.mkdir()
@@ -186,7 +203,7 @@ class TestPipeline:
 
     def test_a_train_param_experiment_is_a_new_run_and_model_version(self, built):
         project, env = built
-        ran = dvc("exp", "run", "-S", "train.lr=0.02", "--name", "lr-high", cwd=project, env=env)
+        ran = run_documented("dvc exp run -S train.lr=0.02", project, env)
         out = ran.stdout
         assert "Running stage 'download'" not in out  # a train param does not re-run download
         assert "No file hash info found" not in out + ran.stderr  # DVC's noise about uncached outs
@@ -209,6 +226,8 @@ class TestPipeline:
         """`dvc exp show`, `dvc metrics diff HEAD lr-high`, `dvc plots diff HEAD lr-high`."""
         project, env = built
         exp_run = mlflow_runs(project)[-1]
+        for prefix in ("dvc exp show", "dvc metrics diff HEAD lr-high", "dvc plots diff HEAD lr"):
+            run_documented(prefix, project, env)  # as the page shows them; --json below to check
         shown = json.loads(dvc("exp", "show", "--json", cwd=project, env=env).stdout)
         names = [e.get("name") for base in shown for e in (base.get("experiments") or [])]
         assert "lr-high" in names
@@ -261,9 +280,8 @@ class TestPipeline:
 
     def test_a_saliency_param_reruns_saliency_and_track_only(self, built):
         project, env = built
-        out = dvc(
-            "exp", "run", "-S", "saliency.n_eval=20", "--name", "sal", cwd=project, env=env
-        ).stdout
+        out = run_documented("dvc exp run -S saliency", project, env).stdout
+        run_documented("dvc metrics diff HEAD sal", project, env)
         assert "Running stage 'saliency'" in out and "Running stage 'track'" in out
         for stage in ("download", "train", "evaluate"):
             assert f"Running stage '{stage}'" not in out

@@ -4,7 +4,7 @@ python -m stages.train     # reads params.yaml (base, data, model, train), write
                            # through DVCLive, metrics/train/ (live per epoch while it trains)
 
 With train.nproc > 1 it trains data-parallel in that many processes on this machine. Outside DVC,
-torchrun runs it on several machines (each starts the same command; see the README):
+torchrun runs it on several machines (each starts the same command; see docs/pipeline.md):
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
         -m stages.train
 """

@@ -33,7 +33,7 @@ def _remote_url(repo, name: str | None) -> tuple[str, str]:
     if not name:
         raise ExigoError(
             "no DVC remote: add one first (dvc remote add -d storage s3://bucket/path, or a "
-            "shared folder), see README 'Working as a team'"
+            "shared folder), see docs/team.md, 'Working as a team'"
         )
     try:
         return name, redact(str(repo.config["remote"][name]["url"]))

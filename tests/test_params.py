@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 from conftest import ROOT, make_project, run_stage, tiny_params
@@ -103,12 +105,33 @@ def test_bad_yaml_is_a_clear_error(tmp_path, stage_env):
 
 
 def test_params_yaml_is_in_the_form_dvc_writes(tmp_path):
-    """`dvc exp run -S` rewrites params.yaml through DVC's YAML writer: the committed file is
-    already in that form, so a first experiment's diff holds only the values it set."""
-    from dvc.utils.serialize import modify_yaml
+    """`dvc exp run -S` rewrites params.yaml through DVC's override writer (nulls blank, lists
+    in block style): the committed file is already in that form, so a first experiment's diff
+    holds only the values it set."""
+    from dvc.utils.hydra import apply_overrides
 
     copy = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", copy)
-    with modify_yaml(copy) as params:
-        params["base"]["seed"] = params["base"]["seed"]  # what -S base.seed=<same> writes
+    apply_overrides(copy, ["base.seed=42"])  # what -S base.seed=42 writes (the default)
     assert copy.read_text() == (ROOT / "params.yaml").read_text()
+
+
+def test_exigo_set_changes_params_as_dvc_would_and_only_when_valid(tmp_path):
+    project = make_project(tmp_path / "p", tiny_params(), code=False)
+    path = project / "params.yaml"
+    exigo = [sys.executable, "-m", "exigo.cli", "set"]
+    ok = subprocess.run([*exigo, "data.name=mnist-sample"], cwd=project, capture_output=True,
+                        text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert load_params(path).data.name == "mnist-sample"
+    before = path.read_bytes()
+    for bad, why in (
+        ("train.optimizer=adagrad", "train.optimizer: input should be"),
+        ("train.nosuch=1", "no such key in params.yaml"),
+        ("train.lr=[", "train.lr=["),
+    ):
+        out = subprocess.run([*exigo, bad], cwd=project, capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+        assert out.returncode == 2 and why in out.stderr, out.stderr
+        assert out.stderr.count("\n") == 1 and "nothing changed" in out.stderr
+        assert path.read_bytes() == before

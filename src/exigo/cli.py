@@ -1,5 +1,5 @@
 """The `exigo` command: `exigo compare [REV ...]`, `exigo push [-r REMOTE]`,
-`exigo sweep [sweep.yaml]`."""
+`exigo sweep [sweep.yaml]`, `exigo set KEY=VALUE ...`."""
 
 from __future__ import annotations
 
@@ -45,7 +45,21 @@ def parser() -> argparse.ArgumentParser:
         help="Optuna storage URL shared by every worker, e.g. postgresql://user@host/db "
         "(default: sqlite:///optuna.db in the project)",
     )
+    setp = sub.add_parser(
+        "set",
+        help="change params.yaml as `dvc exp run -S` would, checked, without running",
+        description="Apply KEY=VALUE overrides (DVC's -S syntax) to params.yaml, in the form DVC "
+        "writes it; the file changes only if the result is valid params. Then `dvc repro`.",
+    )
+    setp.add_argument("overrides", nargs="+", metavar="KEY=VALUE")
     return parser
+
+
+def set_params(args: argparse.Namespace) -> None:
+    from exigo.overrides import set_params as apply
+
+    apply(Path("params.yaml"), args.overrides)
+    print(f"params.yaml: {', '.join(args.overrides)} (run dvc repro)")
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -75,7 +89,7 @@ def sweep(args: argparse.Namespace) -> None:
     run_sweep(args.file, workers=args.workers, storage=args.storage)
 
 
-COMMANDS = {"compare": compare, "push": push, "sweep": sweep}
+COMMANDS = {"compare": compare, "push": push, "sweep": sweep, "set": set_params}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,6 +38,10 @@ def plot_confusion(
     bar.set_label("errors, % of the true class" if normalize else "errors (images)")
     if normalize:
         bar.ax.yaxis.set_major_formatter(lambda v, _: _percent(v))
+    else:
+        from matplotlib.ticker import MaxNLocator
+
+        bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: whole numbers
     if k <= MAX_CELL_TEXT:
         for (i, j), n in np.ndenumerate(cm):
             if n == 0:

@@ -79,7 +79,7 @@ def test_report_holds_both_revisions(experiments):
     html = (report / "report.html").read_text()
     assert html.count("<img") >= 3 + 2 * 4 and "lr-high" in html
     assert not re.search(r"\d\.\d{7,}", md + html)  # no float noise in the tables
-    assert "## Detail" in md and "per_class" in md  # the detail DVC does not track, diffed too
+    assert "## Detail" in md and "metrics/detail/evaluate.json" in md  # untracked detail, diffed
 
     # A revision without results (the commit before the baseline) is named, with what to run.
     result = sh(

@@ -69,7 +69,7 @@ def test_report_holds_both_revisions(experiments):
     report = project / "report"
     md = (report / "report.md").read_text()
     assert "train.lr" in md and "0.01" in md and "0.02" in md  # the params diff
-    assert "accuracy" in md and "knn_acc_2d" in md and "HEAD" in md and "lr-high" in md
+    assert "metrics/evaluate.json" in md and "loss" in md and "HEAD" in md and "lr-high" in md
     for chart in ("loss", "accuracy", "confusion_normalized"):
         with Image.open(report / "plots" / f"{chart}.png") as img:
             assert img.width > 200 and img.height > 100
@@ -346,7 +346,7 @@ def test_tensorboard_projector_in_chromium(experiments):
             # our tensors, named for what they are: 100 test points, the tiny model's 16-d features
             "learned features (trained model) 100x16",
             "untrained features (initial weights) 100x16",
-            "Label by label class predicted correct",  # our metadata columns
+            "Label by point class predicted correct label",  # our metadata columns
             "Points: 100",
             "Dimension: 16",
         )

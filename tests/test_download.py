@@ -29,6 +29,7 @@ from exigo.download import (
     fetch_file,
     verify,
 )
+from exigo.env import EnvError
 from exigo.errors import DownloadError
 
 
@@ -530,7 +531,9 @@ def test_deadline_from_the_environment(monkeypatch):
     monkeypatch.setenv(DEADLINE_ENV, "12.5")
     assert default_deadline() == 12.5
     monkeypatch.setenv(DEADLINE_ENV, "soon")
-    with pytest.raises(DownloadError, match=f"{DEADLINE_ENV}: a number of seconds above 0"):
+    with pytest.raises(
+        EnvError, match=rf"^{DEADLINE_ENV}: .*: a number above 0 \(unset: 600\) \(got 'soon'\)$"
+    ):
         default_deadline()
 
 

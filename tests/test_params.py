@@ -9,6 +9,7 @@ import sys
 import pytest
 from conftest import ROOT, make_project, run_stage, tiny_params
 
+from exigo.env import EnvError, read_env
 from exigo.errors import ParamsError
 from exigo.params import load_params, parse_params
 
@@ -135,3 +136,31 @@ def test_exigo_set_changes_params_as_dvc_would_and_only_when_valid(tmp_path):
         assert out.returncode == 2 and why in out.stderr, out.stderr
         assert out.stderr.count("\n") == 1 and "nothing changed" in out.stderr
         assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"EXIGO_MLFLOW_LOCK_TIMEOUT": "abc"}, "EXIGO_MLFLOW_LOCK_TIMEOUT: seconds `track` waits"),
+        ({"EXIGO_MLFLOW_LOCK_TIMEOUT": "inf"}, "a number, 0 or more (unset: 600) (got 'inf')"),
+        ({"EXIGO_DOWNLOAD_DEADLINE": "0"}, "EXIGO_DOWNLOAD_DEADLINE: seconds each dataset file"),
+        ({"EXIGO_REGISTERED_MODEL": ".."}, "letters, digits, '.', '_' and '-' only"),
+        ({"EXIGO_SWEEP_TRIAL": "3rd"}, "EXIGO_SWEEP_TRIAL: set by `exigo sweep`"),
+        ({"EXIGO_REQUIRE_BROWSER": "maybe"}, "EXIGO_REQUIRE_BROWSER: tests: a missing Chromium"),
+        (
+            {"EXIGO_MLFLOW_LOCK_TIMOUT": "5"},
+            "EXIGO_MLFLOW_LOCK_TIMOUT: not a variable exigo reads (a typo?); it reads: "
+            "EXIGO_CACHE_DIR, EXIGO_DOWNLOAD_DEADLINE, EXIGO_MLFLOW_LOCK_TIMEOUT",
+        ),
+    ],
+)
+def test_a_bad_exigo_variable_names_itself_and_what_is_allowed(env, expected):
+    with pytest.raises(EnvError) as err:
+        read_env({"PATH": "/bin", **env})
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_exigo_variables_parse_and_empty_is_unset():
+    env = read_env({"EXIGO_MLFLOW_LOCK_TIMEOUT": "0", "EXIGO_DOWNLOAD_DEADLINE": "", "X": "y"})
+    assert env.EXIGO_MLFLOW_LOCK_TIMEOUT == 0 and env.EXIGO_DOWNLOAD_DEADLINE == 600
+    assert read_env({"EXIGO_SWEEP_TRIAL": "7", "EXIGO_REQUIRE_BROWSER": "1"}).EXIGO_SWEEP_TRIAL == 7

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from exigo.datasets import DatasetSpec, IdxFile, IdxFormatError, local_names, parse_idx
+from exigo.env import read_env
 from exigo.errors import DownloadError
 from exigo.io import WriteError, human_size, write_bytes
 
@@ -50,7 +51,7 @@ Log = Callable[[str], None]
 
 def default_cache_dir() -> Path:
     """`$EXIGO_CACHE_DIR`, else `$XDG_CACHE_HOME/exigo`, else `~/.cache/exigo`: outside the repo."""
-    if env := os.environ.get("EXIGO_CACHE_DIR"):
+    if env := read_env().EXIGO_CACHE_DIR:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "exigo"
@@ -58,16 +59,7 @@ def default_cache_dir() -> Path:
 
 def default_deadline() -> float:
     """Seconds each file may take: `$EXIGO_DOWNLOAD_DEADLINE`, else 600."""
-    raw = os.environ.get(DEADLINE_ENV)
-    if raw is None:
-        return DEADLINE_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise DownloadError(f"{DEADLINE_ENV}: a number of seconds above 0 (got {raw!r})")
-    return value
+    return read_env().EXIGO_DOWNLOAD_DEADLINE
 
 
 class VerifyError(ValueError):

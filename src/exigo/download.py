@@ -15,10 +15,12 @@ folder is always read again, so a changed folder is never answered with an older
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import http.client
 import os
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -241,11 +243,24 @@ class Cache:
             )
 
 
+def _not_a_folder(root: Path) -> str | None:
+    """Why `root` is not a folder to read, or None. (Path.is_dir() says False for a symlink
+    loop, which then read as "no such folder".)"""
+    try:
+        return None if stat.S_ISDIR(root.stat().st_mode) else "not a folder"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop (a link in the path points back to itself); fix the link"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "no such folder"
+        return f"cannot read it ({exc.strerror})"
+
+
 def _folder_files(folder: str, spec: IdxFile, failures: list[str]) -> list[Path]:
     """The files in `folder` that may be `spec`, under any of the names copies use."""
     root = Path(folder).expanduser()
-    if not root.is_dir():
-        failures.append(f"{root}: {'not a folder' if root.exists() else 'no such folder'}")
+    if problem := _not_a_folder(root):
+        failures.append(f"{root}: {problem}")
         return []
     found = [root / n for n in local_names(spec.filename) if (root / n).is_file()]
     if not found:

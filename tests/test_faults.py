@@ -117,6 +117,57 @@ def test_every_cut_of_a_split_file_is_one_line(project):
     assert bad == [] and len(points) > 800
 
 
+class _Mkdir:
+    """Unpickling this calls os.mkdir(path): a stand-in for any code a pickle can run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.path,))
+
+
+def _foreign(kind: str, path: Path, ran: Path) -> str:
+    """Write a file exigo did not write at `path`; return what the error should say."""
+    import os
+    import pickle
+
+    if kind == "random":
+        path.write_bytes(os.urandom(4096))
+        return "not a file exigo's {stage} stage wrote"
+    if kind == "pickle":  # a bare pickle, torch's old format
+        path.write_bytes(pickle.dumps({"weights": _Mkdir(ran)}))
+        return "unsafe content refused: it would run code when loaded"
+    torch.save({"weights": _Mkdir(ran)}, path)  # torch's zip archive, a global inside
+    return "unsafe content refused: it would run posix.mkdir when loaded"
+
+
+@pytest.mark.parametrize("kind", ["random", "pickle", "torch-zip"])
+@pytest.mark.parametrize("name", ["models/model.pt", "data/idx/test.pt"])
+def test_a_foreign_or_malicious_file_says_what_is_wrong(project, tmp_path, kind, name):
+    """Never torch's advice to load with weights_only=False, and nothing in the file runs."""
+    path, ran = project / name, tmp_path / "ran"
+    stage = "train" if name.startswith("models") else "download"
+    why = _foreign(kind, path, ran).format(stage=stage)
+    with pytest.raises(ExigoError) as err:
+        load_checkpoint(path) if stage == "train" else load_dataset(project / "data/idx")
+    assert str(err.value) == f"{path}: unreadable ({why}); run dvc repro {stage} again"
+    assert not ran.exists()
+
+
+def test_a_malicious_checkpoint_through_a_stage(project, trained, tmp_path):
+    """One line from the stage: no torch warning, no traceback, no weights_only advice."""
+    _foreign("torch-zip", project / "models/model.pt", tmp_path / "ran")
+    line = _stage_line(run_stage("evaluate", project, trained[1], check=False))
+    assert line == (
+        "error: models/model.pt: unreadable (unsafe content refused: it would run posix.mkdir "
+        "when loaded); run dvc repro train again"
+    )
+    assert not (tmp_path / "ran").exists()
+
+
 def _resave(path: Path, edit) -> None:
     blob = torch.load(path, weights_only=True)
     edit(blob)

@@ -8,8 +8,10 @@ import csv
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -133,23 +135,63 @@ def unreadable(path: Path | str, why: str, made_by: str) -> ExigoError:
     return ExigoError(f"{path}: unreadable ({why}); run dvc repro {made_by} again")
 
 
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # torch names the callable it refused
+
+
+def _calls_code(path: Path) -> bool:
+    """A bare pickle that imports or calls something (read op by op by pickletools; nothing in it
+    is run)."""
+    import pickletools
+
+    calls = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"}
+    seen: set[str] = set()
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            while fh.tell() < size:  # torch's old format: several pickles one after another
+                seen |= {op.name for op, _, _ in pickletools.genops(fh)}
+    except Exception:  # not (only) pickles: random bytes, say
+        return False
+    return bool(seen & calls)
+
+
 def load_torch(path: Path | str, made_by: str) -> Any:
     """torch.load(weights_only=True) of a file another stage wrote, with clear errors."""
     import torch
 
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols of foreign files
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise _missing(path, made_by) from None
     # A damaged file fails in many ways depending on where it was cut (RuntimeError from the zip
     # reader, EOFError, IndexError, OSError EINVAL from a seek past the end, UnpicklingError for
     # anything but plain tensors and containers...): every one means "rewrite it".
     except Exception as exc:
-        size = path.stat().st_size if path.is_file() else None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        why = "empty file" if size == 0 else first[:200]
-        raise unreadable(path, why, made_by) from None
+        raise unreadable(path, _why_not_torch(path, exc, made_by), made_by) from None
+
+
+def _why_not_torch(path: Path, exc: Exception, made_by: str) -> str:
+    """What is wrong with a file torch.load(weights_only=True) refused, in a few words. Never
+    torch's own advice, which suggests turning the safe load off."""
+    text = str(exc)
+    if unsafe := _UNSAFE_GLOBAL.search(text):  # a pickle that calls something when loaded
+        return f"unsafe content refused: it would run {unsafe[1]} when loaded"
+    with contextlib.suppress(OSError):
+        with path.open("rb") as fh:
+            head = fh.read(4)
+        if not head:
+            return "empty file"
+        if head != b"PK\x03\x04":  # torch.save writes a zip archive; torch.load also reads a
+            if _calls_code(path):  # bare pickle, refusing it before any call for its framing
+                return "unsafe content refused: it would run code when loaded"
+            return f"not a file exigo's {made_by} stage wrote"
+    if "Weights only load failed" in text:
+        return f"not a file exigo's {made_by} stage wrote"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:200]
 
 
 def require(obj: Any, keys: Sequence[str], path: Path | str, made_by: str) -> None:

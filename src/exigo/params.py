@@ -6,6 +6,7 @@ value stops a stage with one line that names the key and what is allowed.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
@@ -291,6 +292,24 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
             f"{', '.join(Params.model_fields)}): restore it with git checkout {path}"
         )
     return parse_params(raw, str(path))
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask, which taskset or a container's
+    CPU set narrows), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_nproc(nproc: int, limit: int, per: str) -> None:
+    """Refuse more train processes than this machine runs side by side (`per`: what each needs)."""
+    if nproc > limit:
+        raise ParamsError(
+            f"params.yaml: train.nproc: at most {limit} on this machine, one process per {per} "
+            f"(got {nproc})"
+        )
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -260,6 +260,7 @@ def run_stage(
 
 # Every stage `dvc repro` runs in a new project, in dvc.yaml's order.
 PIPELINE = (
+    "params",
     "vega_bundle",
     "download",
     "train",

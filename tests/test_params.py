@@ -201,7 +201,10 @@ def test_exigo_set_changes_params_as_dvc_would_and_only_when_valid(tmp_path):
 @pytest.mark.parametrize(
     "env, expected",
     [
-        ({"EXIGO_MLFLOW_LOCK_TIMEOUT": "abc"}, "EXIGO_MLFLOW_LOCK_TIMEOUT: seconds `track` waits"),
+        (
+            {"EXIGO_MLFLOW_LOCK_TIMEOUT": "abc"},
+            "EXIGO_MLFLOW_LOCK_TIMEOUT: seconds the track stage waits",
+        ),
         ({"EXIGO_MLFLOW_LOCK_TIMEOUT": "inf"}, "a number, 0 or more (unset: 600) (got 'inf')"),
         ({"EXIGO_DOWNLOAD_DEADLINE": "0"}, "EXIGO_DOWNLOAD_DEADLINE: seconds each dataset file"),
         ({"EXIGO_REGISTERED_MODEL": ".."}, "letters, digits, '.', '_' and '-' only"),
@@ -224,3 +227,59 @@ def test_exigo_variables_parse_and_empty_is_unset():
     env = read_env({"EXIGO_MLFLOW_LOCK_TIMEOUT": "0", "EXIGO_DOWNLOAD_DEADLINE": "", "X": "y"})
     assert env.EXIGO_MLFLOW_LOCK_TIMEOUT == 0 and env.EXIGO_DOWNLOAD_DEADLINE == 600
     assert read_env({"EXIGO_SWEEP_TRIAL": "7", "EXIGO_REQUIRE_BROWSER": "1"}).EXIGO_SWEEP_TRIAL == 7
+
+
+def test_the_params_check_writes_its_constant_marker(tmp_path, stage_env):
+    project = make_project(tmp_path / "proj", tiny_params(), code=False)
+    run_stage("params", project, stage_env)
+    marker = project / ".exigo/params.ok"
+    first = marker.read_bytes()
+    (project / "params.yaml").write_text(
+        (project / "params.yaml").read_text().replace("epochs: 2", "epochs: 3")
+    )
+    run_stage("params", project, stage_env)
+    assert marker.read_bytes() == first  # so no stage after it re-runs for its sake
+
+
+def test_more_processes_than_cores_is_refused_before_anything_runs(tmp_path, stage_env):
+    from exigo.params import usable_cpus
+
+    nproc = usable_cpus() + 1
+    if nproc > 64:
+        pytest.skip("train.nproc allows 64 at most: this machine runs them all")
+    params = tiny_params(train={"nproc": nproc, "batch_size": 64, "device": "cpu"})
+    project = make_project(tmp_path / "proj", params, code=False)
+    for stage in ("params", "train"):  # the check before DVC removes outputs; train's own
+        result = run_stage(stage, project, stage_env, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.splitlines() == [
+            f"error: params.yaml: train.nproc: at most {nproc - 1} on this machine, one process "
+            f"per CPU core this process may use (got {nproc})"
+        ]
+    assert sorted(p.name for p in project.iterdir()) == ["params.yaml"]
+
+
+@pytest.mark.parametrize(
+    "train, line",
+    [
+        (
+            {"optimizer": "adagrad"},
+            "train.optimizer: input should be 'adamw', 'adam' or 'sgd' (got 'adagrad')",
+        ),
+        (
+            {"nproc": 2, "batch_size": 1},
+            "train: batch_size 1 is below nproc 2: each of the 2 processes needs at least one "
+            "image of every batch; raise train.batch_size or lower train.nproc",
+        ),
+    ],
+)
+def test_the_params_check_refuses_in_one_line(tmp_path, stage_env, train, line):
+    project = make_project(tmp_path / "proj", tiny_params(train=train), code=False)
+    result = run_stage("params", project, {**stage_env, "EXIGO_DOWNLOAD_DEADLINE": "soon"}, False)
+    assert result.returncode == 2 and result.stderr.splitlines() == [f"error: params.yaml: {line}"]
+    result = run_stage("params", make_project(tmp_path / "ok", tiny_params(), code=False),
+                       {**stage_env, "EXIGO_DOWNLOAD_DEADLINE": "soon"}, False)  # fmt: skip
+    assert result.stderr.splitlines() == [
+        "error: EXIGO_DOWNLOAD_DEADLINE: seconds each dataset file may take to download: a "
+        "number above 0 (unset: 600) (got 'soon')"
+    ]

@@ -42,8 +42,8 @@ def test_a_bad_lock_timeout_is_one_line_before_anything_is_read(tmp_path, stage_
     result = run_stage("track", project, {**stage_env, "EXIGO_MLFLOW_LOCK_TIMEOUT": value}, False)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.splitlines() == [
-        "error: EXIGO_MLFLOW_LOCK_TIMEOUT: seconds `track` waits for another process logging to "
-        f"the same MLflow store: a number, 0 or more (unset: 600) (got {value!r})"
+        "error: EXIGO_MLFLOW_LOCK_TIMEOUT: seconds the track stage waits for another process "
+        f"logging to the same MLflow store: a number, 0 or more (unset: 600) (got {value!r})"
     ]
     assert sorted(p.name for p in project.iterdir()) == ["params.yaml"]  # no store was made
 

@@ -33,8 +33,8 @@ class Env(BaseModel):
     )  # fmt: skip
     EXIGO_MLFLOW_LOCK_TIMEOUT: float = Field(
         600.0, ge=0, allow_inf_nan=False,
-        description="seconds `track` waits for another process logging to the same MLflow store: "
-        "a number, 0 or more (unset: 600)",
+        description="seconds the track stage waits for another process logging to the same "
+        "MLflow store: a number, 0 or more (unset: 600)",
     )  # fmt: skip
     EXIGO_REGISTERED_MODEL: str | None = Field(
         None, pattern=_NAME,

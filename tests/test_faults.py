@@ -339,3 +339,40 @@ def test_full_download_cache_is_a_warning_naming_the_cache(tmp_path, stage_env, 
     assert f"download cache {cache} (no space left on device" in warnings[0]
     assert "Traceback" not in result.stderr and "could not get" not in result.stdout
     assert (project / "data/idx/train.pt").exists()
+
+
+def test_a_set_of_outputs_killed_midway_is_put_back_on_the_next_start(tmp_path, monkeypatch):
+    """exigo.io.restored_on_failure, as train uses it: a real process killed with SIGKILL inside
+    the block leaves its half-written set; the next entry puts the previous set back first. An
+    exception inside the block puts it back at once, including files that did not exist."""
+    from exigo.io import restored_on_failure
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/model.pt").write_text("old model")
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots/loss.tsv").write_text("step\tloss\n1\t0.5\n")
+    paths = ["models/model.pt", "models/init.pt", "plots"]
+    code = (
+        "import os, signal, sys; from pathlib import Path; from exigo.io import restored_on_failure\n"
+        f"with restored_on_failure([Path(p) for p in {paths!r}], Path('.prev')):\n"
+        "    Path('models/model.pt').write_text('half'); Path('models/init.pt').write_text('new')\n"
+        "    Path('plots/loss.tsv').write_text('step\\tloss\\n1\\t9\\n')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, timeout=60)
+    assert proc.returncode == -9 and (tmp_path / "models/init.pt").read_text() == "new"
+
+    told = []
+    monkeypatch.chdir(tmp_path)
+    entered = restored_on_failure([Path(p) for p in paths], Path(".prev"), lambda: told.append(1))
+    with pytest.raises(KeyboardInterrupt), entered:
+        assert (tmp_path / "models/model.pt").read_text() == "old model"
+        assert not (tmp_path / "models/init.pt").exists()
+        (tmp_path / "models/model.pt").write_text("another")
+        raise KeyboardInterrupt
+    assert told == [1]
+    assert (tmp_path / "models/model.pt").read_text() == "old model"
+    assert not (tmp_path / "models/init.pt").exists()
+    assert (tmp_path / "plots/loss.tsv").read_text() == "step\tloss\n1\t0.5\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "plots"]

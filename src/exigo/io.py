@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,64 @@ def atomic_path(path: Path | str, size: int | None = None) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def restored_on_failure(
+    paths: Sequence[Path], previous: Path, on_stale: Callable[[], None] = lambda: None
+) -> Iterator[None]:
+    """The block rewrites `paths` (files or folders) as one set: if it fails or is interrupted,
+    they are put back as they were before it, so a workspace never pairs one run's files with
+    another's. A process killed inside the block (kill -9) cannot do that itself: the copy it
+    left at `previous` is put back the next time the block is entered (`on_stale` is told).
+
+    The copy is made first and committed by renaming its folder into place, so a kill while
+    copying leaves the workspace as it was; putting back copies again, so it can be redone."""
+    if previous.exists():
+        _put_back(paths, previous)
+        on_stale()
+    _copy_aside(paths, previous)
+    try:
+        yield
+    except BaseException:
+        _put_back(paths, previous)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _copy_aside(paths: Sequence[Path], previous: Path) -> None:
+    saving = previous.with_name(f"{previous.name}.saving")
+    shutil.rmtree(saving, ignore_errors=True)  # left by a kill while copying: never committed
+    where: dict[str, str | None] = {}
+    try:
+        saving.mkdir(parents=True)
+        for i, path in enumerate(paths):
+            where[str(path)] = str(i) if path.exists() else None
+            if path.is_dir():
+                shutil.copytree(path, saving / str(i), symlinks=False)
+            elif path.exists():
+                shutil.copy2(path, saving / str(i))
+        (saving / "where.json").write_text(json.dumps(where))
+        os.replace(saving, previous)
+    except OSError as exc:
+        shutil.rmtree(saving, ignore_errors=True)
+        raise write_error(previous, exc) from None
+
+
+def _put_back(paths: Sequence[Path], previous: Path) -> None:
+    where = json.loads((previous / "where.json").read_text())
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        if (copy := where.get(str(path))) is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if (previous / copy).is_dir():
+                shutil.copytree(previous / copy, path)
+            else:
+                shutil.copy2(previous / copy, path)
+    shutil.rmtree(previous)
+
+
 def _missing(path: Path, made_by: str) -> ExigoError:
     return ExigoError(f"{path}: missing; run the {made_by} stage first (dvc repro {made_by})")
 
@@ -184,8 +242,8 @@ def _why_not_torch(path: Path, exc: Exception, made_by: str) -> str:
             head = fh.read(4)
         if not head:
             return "empty file"
-        if head != b"PK\x03\x04":  # torch.save writes a zip archive; torch.load also reads a
-            if _calls_code(path):  # bare pickle, refusing it before any call for its framing
+        if head != b"PK\x03\x04":  # not torch.save's zip archive: random bytes, or a bare
+            if _calls_code(path):  # pickle (torch's old format), which torch stops at its framing
                 return "unsafe content refused: it would run code when loaded"
             return f"not a file exigo's {made_by} stage wrote"
     if "Weights only load failed" in text:

@@ -260,8 +260,8 @@ def run_stage(
 
 # Every stage `dvc repro` runs in a new project, in dvc.yaml's order.
 PIPELINE = (
-    "params",
     "vega_bundle",
+    "params",
     "download",
     "train",
     "evaluate",

@@ -343,8 +343,9 @@ def test_full_download_cache_is_a_warning_naming_the_cache(tmp_path, stage_env, 
 
 def test_a_set_of_outputs_killed_midway_is_put_back_on_the_next_start(tmp_path, monkeypatch):
     """exigo.io.restored_on_failure, as train uses it: a real process killed with SIGKILL inside
-    the block leaves its half-written set; the next entry puts the previous set back first. An
-    exception inside the block puts it back at once, including files that did not exist."""
+    the block leaves its half-written set; the next entry puts the previous set back first (also
+    after a put-back that was itself cut off). An exception inside the block puts it back at
+    once, including files that did not exist."""
     from exigo.io import restored_on_failure
 
     (tmp_path / "models").mkdir()
@@ -362,6 +363,8 @@ def test_a_set_of_outputs_killed_midway_is_put_back_on_the_next_start(tmp_path, 
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, timeout=60)
     assert proc.returncode == -9 and (tmp_path / "models/init.pt").read_text() == "new"
+    # and a put-back cut off after it moved model.pt back: redone, model.pt left alone
+    (tmp_path / ".prev/0").replace(tmp_path / "models/model.pt")
 
     told = []
     monkeypatch.chdir(tmp_path)

@@ -111,7 +111,8 @@ def restored_on_failure(
     left at `previous` is put back the next time the block is entered (`on_stale` is told).
 
     The copy is made first and committed by renaming its folder into place, so a kill while
-    copying leaves the workspace as it was; putting back copies again, so it can be redone."""
+    copying leaves the workspace as it was. Putting back moves each file (no space needed) and
+    can be cut off and redone: what was put back already is left alone."""
     if previous.exists():
         _put_back(paths, previous)
         on_stale()
@@ -119,7 +120,8 @@ def restored_on_failure(
     try:
         yield
     except BaseException:
-        _put_back(paths, previous)
+        with contextlib.suppress(OSError):  # else the next entry puts them back
+            _put_back(paths, previous)
         raise
     shutil.rmtree(previous, ignore_errors=True)
 
@@ -146,16 +148,16 @@ def _copy_aside(paths: Sequence[Path], previous: Path) -> None:
 def _put_back(paths: Sequence[Path], previous: Path) -> None:
     where = json.loads((previous / "where.json").read_text())
     for path in paths:
+        copy = where.get(str(path))
+        if copy is not None and not (previous / copy).exists():
+            continue  # moved back by a put-back that was cut off
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
-        if (copy := where.get(str(path))) is not None:
+        if copy is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if (previous / copy).is_dir():
-                shutil.copytree(previous / copy, path)
-            else:
-                shutil.copy2(previous / copy, path)
+            shutil.move(previous / copy, path)  # a rename; a copy, then removal, across disks
     shutil.rmtree(previous)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exigo.env import read_env
+from exigo.envvars import read_env
 from exigo.errors import run_stage
 from exigo.io import write_bytes
 from exigo.params import check_nproc, load_params, usable_cpus

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from exigo.env import read_env
+from exigo.envvars import read_env
 from exigo.errors import ExigoError, interrupts_always_stop, run_stage
 from exigo.io import read_json
 from exigo.live import LIVE_DIR, read_history

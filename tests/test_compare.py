@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, dvc, init_repo, make_env, make_project, mlflow_runs, sh, tiny_params
 from PIL import Image
 
-from exigo.env import read_env
+from exigo.envvars import read_env
 
 DEEP_TEXT = """(() => {
   const out = [];

@@ -29,7 +29,7 @@ from exigo.download import (
     fetch_file,
     verify,
 )
-from exigo.env import EnvError
+from exigo.envvars import EnvError
 from exigo.errors import DownloadError
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import ROOT, make_project, run_stage, tiny_params
 
-from exigo.env import EnvError, read_env
+from exigo.envvars import EnvError, read_env
 from exigo.errors import ParamsError
 from exigo.params import load_params, parse_params
 

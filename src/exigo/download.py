@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from exigo.datasets import DatasetSpec, IdxFile, IdxFormatError, local_names, parse_idx
-from exigo.env import read_env
+from exigo.envvars import read_env
 from exigo.errors import DownloadError
 from exigo.io import WriteError, human_size, write_bytes
 

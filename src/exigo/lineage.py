@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from exigo import environment
-from exigo.env import read_env
+from exigo.envvars import read_env
 from exigo.store import redact
 
 KEY_TAG = "exigo.run_key"  # what the run logs, hashed: one complete run per key

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from exigo.env import read_env
+from exigo.envvars import read_env
 
 BEST = "best"
 SCORE = "train.val_acc"  # the run's validation accuracy (a version tag too)

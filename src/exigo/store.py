@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from exigo.env import read_env
+from exigo.envvars import read_env
 from exigo.errors import ExigoError
 
 RETRY_AGAIN = "then run dvc repro again (the DVC outputs are kept; the run is logged then, once)"

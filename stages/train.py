@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from exigo.data import load_dataset, to_input
-from exigo.distributed import SINGLE, Group, join, launch, launched, leave
+from exigo.distributed import SINGLE, Group, check_launch, join, launch, launched, leave
 from exigo.download import check_source
 from exigo.environment import RECORD, describe
 from exigo.errors import run_stage
@@ -47,11 +47,14 @@ def main() -> None:
     if launched():  # one process of a torchrun group, on this machine or several
         run_process()
         return
+    nproc, device = params.train.nproc, resolve_device(params.train.device)
+    if nproc > 1:
+        check_launch(nproc, device)  # before anything is copied aside or written
     # A failed or interrupted run puts the previous outputs back: never its own half-run metrics
     # beside the previous model.
     with restored_on_failure(OUTPUTS, PREVIOUS, on_stale=said_stale):
-        if params.train.nproc > 1:  # train.nproc processes on this machine
-            launch(params.train.nproc, resolve_device(params.train.device), run_process)
+        if nproc > 1:  # train.nproc processes on this machine
+            launch(nproc, device, run_process)
         else:
             train(params)
 

@@ -108,15 +108,21 @@ def wrap(model: torch.nn.Module, group: Group, device: torch.device) -> torch.nn
     )
 
 
-def launch(nproc: int, device: torch.device, entrypoint: Callable[..., Any], *args: Any) -> Any:
-    """Run entrypoint(*args) in `nproc` local processes with PyTorch's elastic launcher; returns
-    rank 0's result. A process that fails becomes one error line (its own message when it was an
-    exigo error), never a wall of tracebacks."""
+def check_launch(nproc: int, device: torch.device) -> None:
+    """Refuse `nproc` processes the device cannot run side by side: one GPU each on CUDA, one
+    CPU core each everywhere."""
     if device.type == "mps":
         raise ExigoError("train.nproc: data-parallel training needs CUDA or the CPU, not mps")
     if device.type == "cuda":
         check_nproc(nproc, torch.cuda.device_count(), "GPU")
     check_nproc(nproc, usable_cpus(), "CPU core this process may use")
+
+
+def launch(nproc: int, device: torch.device, entrypoint: Callable[..., Any], *args: Any) -> Any:
+    """Run entrypoint(*args) in `nproc` local processes with PyTorch's elastic launcher; returns
+    rank 0's result. A process that fails becomes one error line (its own message when it was an
+    exigo error), never a wall of tracebacks."""
+    check_launch(nproc, device)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 

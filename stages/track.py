@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from exigo.envvars import read_env
 from exigo.errors import ExigoError, interrupts_always_stop, run_stage
 from exigo.io import read_json
 from exigo.live import LIVE_DIR, read_history
@@ -44,6 +45,7 @@ def main() -> None:
 
 
 def track() -> None:
+    read_env()  # a bad EXIGO_* variable stops here, before anything is read or logged
     data_name = load_params().data.name  # validated like every stage; the raw file is logged
     params = flatten(yaml.safe_load(Path("params.yaml").read_text()))
     needed = [*METRICS.values(), *map(Path, DETAIL_TABLES), Path("models/model.pt")]

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from exigo.data import load_dataset, to_input
-from exigo.distributed import SINGLE, Group, join, launch, launched, leave
+from exigo.distributed import SINGLE, Group, check_launch, join, launch, launched, leave
 from exigo.download import check_source
 from exigo.environment import RECORD, describe
 from exigo.errors import run_stage
-from exigo.io import write_json
-from exigo.live import live_logger, log_epoch, set_summary
+from exigo.io import restored_on_failure, write_json
+from exigo.live import LIVE_DIR, live_logger, log_epoch, set_summary
 from exigo.metrics import at_chance, constant_features
 from exigo.models import build_model, model_settings, save_checkpoint
 from exigo.params import Params, load_params
@@ -30,16 +30,40 @@ from exigo.training import cpu_state, fit
 from exigo.utils import resolve_device, set_seed, warn
 
 MODELS_DIR = Path("models")
+# What one run writes, as one set: DVCLive rewrites the metrics every epoch (so that `dvc exp
+# show` follows the run), the checkpoints and the environment record come at the start and end.
+OUTPUTS = (
+    MODELS_DIR / "model.pt",
+    MODELS_DIR / "init.pt",
+    RECORD,
+    LIVE_DIR / "metrics.json",
+    LIVE_DIR / "plots",
+)
+PREVIOUS = Path(".exigo/train-previous")  # those of the run before, while this one runs
 
 
 def main() -> None:
     params = load_params()
     if launched():  # one process of a torchrun group, on this machine or several
         run_process()
-    elif params.train.nproc > 1:  # train.nproc processes on this machine
-        launch(params.train.nproc, resolve_device(params.train.device), run_process)
-    else:
-        train(params)
+        return
+    nproc, device = params.train.nproc, resolve_device(params.train.device)
+    if nproc > 1:
+        check_launch(nproc, device)  # before anything is copied aside or written
+    # A failed or interrupted run puts the previous outputs back: never its own half-run metrics
+    # beside the previous model.
+    with restored_on_failure(OUTPUTS, PREVIOUS, on_stale=said_stale):
+        if nproc > 1:  # train.nproc processes on this machine
+            launch(nproc, device, run_process)
+        else:
+            train(params)
+
+
+def said_stale() -> None:
+    warn(
+        "the last train run was killed before it finished; its partial model and metrics were "
+        "replaced by the ones from before it"
+    )
 
 
 def run_process() -> None:

@@ -261,6 +261,7 @@ def run_stage(
 # Every stage `dvc repro` runs in a new project, in dvc.yaml's order.
 PIPELINE = (
     "vega_bundle",
+    "params",
     "download",
     "train",
     "evaluate",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import socket
@@ -18,6 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, dvc, init_repo, make_env, make_project, mlflow_runs, sh, tiny_params
 from PIL import Image
+
+from exigo.envvars import read_env
 
 DEEP_TEXT = """(() => {
   const out = [];
@@ -137,7 +138,7 @@ def test_report_rows_read_as_quantities_and_labels():
 
 def _browser():
     if not Path(CHROMIUM).exists():
-        if os.environ.get("EXIGO_REQUIRE_BROWSER"):
+        if read_env().EXIGO_REQUIRE_BROWSER:
             pytest.fail(f"no Chromium at {CHROMIUM}; .ci/run installs Debian's chromium")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright

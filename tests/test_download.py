@@ -29,6 +29,7 @@ from exigo.download import (
     fetch_file,
     verify,
 )
+from exigo.envvars import EnvError
 from exigo.errors import DownloadError
 
 
@@ -154,6 +155,23 @@ def test_local_folder_source(tiny_idx, tmp_path):
         log=quiet,
     )
     assert_same(files, tiny_idx)
+
+
+@pytest.mark.parametrize("kind", ["loop", "missing", "file"])
+def test_a_source_folder_that_is_no_folder_says_why(tiny_idx, tmp_path, kind):
+    folder = tmp_path / "idx"
+    if kind == "loop":  # idx -> idx: every lookup of it fails with ELOOP
+        folder.symlink_to(folder.name)
+    elif kind == "file":
+        folder.write_text("")
+    with pytest.raises(DownloadError) as err:
+        fetch_dataset(spec_for(tiny_idx), source=str(folder), cache_dir=tmp_path / "c", log=quiet)
+    why = {
+        "loop": "a symlink loop (a link in the path points back to itself); fix the link",
+        "missing": "no such folder",
+        "file": "not a folder",
+    }[kind]
+    assert f"\n  - {folder}: {why}\n" in str(err.value)
 
 
 def test_cache_is_reused_and_a_damaged_copy_refetched(tiny_idx, mirror, tmp_path):
@@ -530,7 +548,9 @@ def test_deadline_from_the_environment(monkeypatch):
     monkeypatch.setenv(DEADLINE_ENV, "12.5")
     assert default_deadline() == 12.5
     monkeypatch.setenv(DEADLINE_ENV, "soon")
-    with pytest.raises(DownloadError, match=f"{DEADLINE_ENV}: a number of seconds above 0"):
+    with pytest.raises(
+        EnvError, match=rf"^{DEADLINE_ENV}: .*: a number above 0 \(unset: 600\) \(got 'soon'\)$"
+    ):
         default_deadline()
 
 

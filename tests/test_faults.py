@@ -117,6 +117,57 @@ def test_every_cut_of_a_split_file_is_one_line(project):
     assert bad == [] and len(points) > 800
 
 
+class _Mkdir:
+    """Unpickling this calls os.mkdir(path): a stand-in for any code a pickle can run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.path,))
+
+
+def _foreign(kind: str, path: Path, ran: Path) -> str:
+    """Write a file exigo did not write at `path`; return what the error should say."""
+    import os
+    import pickle
+
+    if kind == "random":
+        path.write_bytes(os.urandom(4096))
+        return "not a file exigo's {stage} stage wrote"
+    if kind == "pickle":  # a bare pickle, torch's old format
+        path.write_bytes(pickle.dumps({"weights": _Mkdir(ran)}))
+        return "unsafe content refused: it would run code when loaded"
+    torch.save({"weights": _Mkdir(ran)}, path)  # torch's zip archive, a global inside
+    return "unsafe content refused: it would run posix.mkdir when loaded"
+
+
+@pytest.mark.parametrize("kind", ["random", "pickle", "torch-zip"])
+@pytest.mark.parametrize("name", ["models/model.pt", "data/idx/test.pt"])
+def test_a_foreign_or_malicious_file_says_what_is_wrong(project, tmp_path, kind, name):
+    """Never torch's advice to load with weights_only=False, and nothing in the file runs."""
+    path, ran = project / name, tmp_path / "ran"
+    stage = "train" if name.startswith("models") else "download"
+    why = _foreign(kind, path, ran).format(stage=stage)
+    with pytest.raises(ExigoError) as err:
+        load_checkpoint(path) if stage == "train" else load_dataset(project / "data/idx")
+    assert str(err.value) == f"{path}: unreadable ({why}); run dvc repro {stage} again"
+    assert not ran.exists()
+
+
+def test_a_malicious_checkpoint_through_a_stage(project, trained, tmp_path):
+    """One line from the stage: no torch warning, no traceback, no weights_only advice."""
+    _foreign("torch-zip", project / "models/model.pt", tmp_path / "ran")
+    line = _stage_line(run_stage("evaluate", project, trained[1], check=False))
+    assert line == (
+        "error: models/model.pt: unreadable (unsafe content refused: it would run posix.mkdir "
+        "when loaded); run dvc repro train again"
+    )
+    assert not (tmp_path / "ran").exists()
+
+
 def _resave(path: Path, edit) -> None:
     blob = torch.load(path, weights_only=True)
     edit(blob)
@@ -288,3 +339,43 @@ def test_full_download_cache_is_a_warning_naming_the_cache(tmp_path, stage_env, 
     assert f"download cache {cache} (no space left on device" in warnings[0]
     assert "Traceback" not in result.stderr and "could not get" not in result.stdout
     assert (project / "data/idx/train.pt").exists()
+
+
+def test_a_set_of_outputs_killed_midway_is_put_back_on_the_next_start(tmp_path, monkeypatch):
+    """exigo.io.restored_on_failure, as train uses it: a real process killed with SIGKILL inside
+    the block leaves its half-written set; the next entry puts the previous set back first (also
+    after a put-back that was itself cut off). An exception inside the block puts it back at
+    once, including files that did not exist."""
+    from exigo.io import restored_on_failure
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/model.pt").write_text("old model")
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots/loss.tsv").write_text("step\tloss\n1\t0.5\n")
+    paths = ["models/model.pt", "models/init.pt", "plots"]
+    code = (
+        "import os, signal, sys; from pathlib import Path; from exigo.io import restored_on_failure\n"
+        f"with restored_on_failure([Path(p) for p in {paths!r}], Path('.prev')):\n"
+        "    Path('models/model.pt').write_text('half'); Path('models/init.pt').write_text('new')\n"
+        "    Path('plots/loss.tsv').write_text('step\\tloss\\n1\\t9\\n')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, timeout=60)
+    assert proc.returncode == -9 and (tmp_path / "models/init.pt").read_text() == "new"
+    # and a put-back cut off after it moved model.pt back: redone, model.pt left alone
+    (tmp_path / ".prev/0").replace(tmp_path / "models/model.pt")
+
+    told = []
+    monkeypatch.chdir(tmp_path)
+    entered = restored_on_failure([Path(p) for p in paths], Path(".prev"), lambda: told.append(1))
+    with pytest.raises(KeyboardInterrupt), entered:
+        assert (tmp_path / "models/model.pt").read_text() == "old model"
+        assert not (tmp_path / "models/init.pt").exists()
+        (tmp_path / "models/model.pt").write_text("another")
+        raise KeyboardInterrupt
+    assert told == [1]
+    assert (tmp_path / "models/model.pt").read_text() == "old model"
+    assert not (tmp_path / "models/init.pt").exists()
+    assert (tmp_path / "plots/loss.tsv").read_text() == "step\tloss\n1\t0.5\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "plots"]

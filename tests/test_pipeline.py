@@ -201,6 +201,34 @@ class TestPipeline:
         dvc(*get, cwd=elsewhere, env=env)
         assert (elsewhere / "model.pt").read_bytes() == (project / "models/model.pt").read_bytes()
 
+    def test_a_refused_param_keeps_every_result_in_the_workspace(self, built):
+        """A bad value stops `dvc exp run` at the `params` check, before DVC removes any stage's
+        outputs: the model, the initial weights and the metrics stay as they were, no MLflow
+        run is started, and `dvc status` names only the changed params."""
+        project, env = built
+        kept = [
+            "models/model.pt",
+            "models/init.pt",
+            "metrics/train/metrics.json",
+            "metrics/train/plots/metrics/val_acc.tsv",
+            "data/idx/train.pt",
+            "metrics/evaluate.json",
+        ]
+        before = {path: (project / path).read_bytes() for path in kept}
+        ran = dvc("exp", "run", "-S", "train.optimizer=adagrad", cwd=project, env=env, check=False)
+        said = ran.stdout + ran.stderr
+        assert ran.returncode != 0 and "Traceback" not in said, said
+        line = "error: params.yaml: train.optimizer: input should be 'adamw', 'adam' or 'sgd'"
+        assert f"{line} (got 'adagrad')" in said.splitlines(), said
+        assert "Running stage 'train'" not in said
+        assert {path: (project / path).read_bytes() for path in kept} == before
+        assert len(mlflow_runs(project)) == 1
+        status = json.loads(dvc("status", "--json", cwd=project, env=env).stdout)
+        changed = {"changed deps": {"params.yaml": {"train": "modified"}}}
+        assert status == {stage: [changed] for stage in ("params", "train", "track")}, status
+        sh(["git", "checkout", "params.yaml"], project, env)  # the user takes the value back
+        assert json.loads(dvc("status", "--json", cwd=project, env=env).stdout) == {}
+
     def test_a_train_param_experiment_is_a_new_run_and_model_version(self, built):
         project, env = built
         ran = run_documented("dvc exp run -S train.lr=0.02", project, env)

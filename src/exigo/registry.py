@@ -17,13 +17,11 @@ deleted run; `best` is then chosen again over the versions that are left.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
-from exigo.errors import ExigoError
+from exigo.envvars import read_env
 
-NAME_ENV = "EXIGO_REGISTERED_MODEL"
 BEST = "best"
 SCORE = "train.val_acc"  # the run's validation accuracy (a version tag too)
 VERSION_TAGS = {  # run tag -> version tag
@@ -41,15 +39,7 @@ def safe_name(name: str) -> str:
 
 def model_name(experiment: str) -> str:
     """EXIGO_REGISTERED_MODEL, else the experiment's name made safe for the registry."""
-    name = os.environ.get(NAME_ENV)
-    if not name:
-        return safe_name(experiment)
-    if _UNSAFE.search(name) or not name.strip("."):
-        raise ExigoError(
-            f"{NAME_ENV}={name!r} is not a registered model name exigo uses: use letters, "
-            f"digits, '.', '_' and '-' only (or unset it to use {safe_name(experiment)!r})"
-        )
-    return name
+    return read_env().EXIGO_REGISTERED_MODEL or safe_name(experiment)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from exigo.envvars import read_env
 from exigo.errors import ExigoError
 
-LOCK_TIMEOUT_ENV = "EXIGO_MLFLOW_LOCK_TIMEOUT"  # seconds to wait for another process's logging
 RETRY_AGAIN = "then run dvc repro again (the DVC outputs are kept; the run is logged then, once)"
 
 
@@ -66,7 +66,7 @@ def store_lock(uri: str) -> Iterator[None]:
         yield
         return
     lock = FileLock(str(path) + ".lock")
-    timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, "600"))
+    timeout = read_env().EXIGO_MLFLOW_LOCK_TIMEOUT
     try:
         with translate(uri):
             lock.acquire(timeout=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -30,6 +31,49 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+class HeldLogs(logging.Handler):
+    """The records of other tools' loggers, held instead of printed (see held_logs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def first_error(self) -> str | None:
+        """The first error held, with its exception's text: the cause, when the exception that
+        reaches exigo only counts the failures."""
+        for record in self.records:
+            if record.levelno >= logging.ERROR:
+                cause = record.exc_info[1] if record.exc_info else None
+                return f"{record.getMessage()} {cause or ''}".strip()
+        return None
+
+
+@contextlib.contextmanager
+def held_logs(*names: str, replay: bool = False) -> Iterator[HeldLogs]:
+    """Hold what the loggers `names` (and their children) log inside the block, instead of
+    printing it: a failure there is exigo's one line, not the tool's tracebacks and retries
+    before it. With `replay`, a block that succeeds prints what was held, as it would have."""
+    held = HeldLogs()
+    saved = []
+    for name in names:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers, logger.propagate))
+        logger.handlers, logger.propagate = [held], False
+    ok = False
+    try:
+        yield held
+        ok = True
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+    if ok and replay:
+        for record in held.records:
+            logging.getLogger(record.name).handle(record)
 
 
 @contextlib.contextmanager

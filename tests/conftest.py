@@ -38,6 +38,7 @@ LONGEST_FIRST = (
     "test_download.py",  # 63 s
     "test_embed.py",  # 63 s
     "test_evaluate.py",  # 55 s
+    "test_faults_services.py",  # ~60 s (estimated from a run on a loaded machine)
     "test_saliency.py",  # 38 s
     "test_faults.py",  # 22 s
     "test_track.py",  # 19 s

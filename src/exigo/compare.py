@@ -171,6 +171,7 @@ def build(revs: list[str], out_dir: Path, cwd: Path = Path(".")) -> Report:
 
     revs = revisions(revs)
     report = Report(revs)
+    _staging(out_dir).rmdir()  # a place we cannot write stops here, before any DVC command
     for rev in revs:
         if differs := params_mismatch(rev, cwd):
             report.stale[rev] = (
@@ -199,9 +200,7 @@ def build(revs: list[str], out_dir: Path, cwd: Path = Path(".")) -> Report:
         report.detail.append((title, json.loads(detail or "{}")))
         report.environment.append((title, environment_diff(base, other, cwd)))
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Built beside out_dir, then renamed into place: same filesystem, never half-written.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    tmp = _staging(out_dir)
     try:
         plot_revs = [r for r in revs if r != WORKSPACE]
         raw = dvc("plots", "diff", *plot_revs, "--json", "-o", str(tmp / "dvc"), cwd=cwd)
@@ -228,6 +227,24 @@ def build(revs: list[str], out_dir: Path, cwd: Path = Path(".")) -> Report:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report
+
+
+def _staging(out_dir: Path) -> Path:
+    """An empty folder beside out_dir, on its filesystem: the report is built there and renamed
+    into place, so out_dir is never half-written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExigoError(
+            f"-o {out_dir}: a file, not a folder; give -o a folder (created, or replaced by "
+            "the new report) or move the file away (nothing was written)"
+        )
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    except OSError as exc:  # a read-only disk, a file where a folder should be, ...
+        raise ExigoError(
+            f"-o {out_dir}: cannot write there ({exc.strerror or exc}); give -o a folder on a "
+            "writable disk (nothing was written)"
+        ) from None
 
 
 def _fmt(value: object) -> str:

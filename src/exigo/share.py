@@ -10,13 +10,11 @@ pushes the workspace, the records, and every output the records name, all throug
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from exigo.errors import ExigoError
+from exigo.errors import ExigoError, held_logs
 from exigo.store import redact
 
 
@@ -41,30 +39,28 @@ def _remote_url(repo, name: str | None) -> tuple[str, str]:
         raise ExigoError(f"DVC remote '{name}' is not configured (dvc remote list)") from None
 
 
-@contextlib.contextmanager
-def _quiet_dvc():
-    """DVC logs each failed file on its own line; the user gets one line from us instead."""
-    logger = logging.getLogger("dvc")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+# DVC's loggers (dvc_data's and dvc_objects' print each failed file on its own line, with its
+# traceback): held, and the user gets one line from us instead, with the first cause they gave.
+DVC_LOGGERS = ("dvc", "dvc_data", "dvc_objects")
 
 
 def push(root: Path, remote: str | None = None, jobs: int | None = None) -> Pushed:
     """`dvc push --run-cache`, plus the outputs every run-cache record names."""
+    from dvc.fs import HTTPFileSystem
     from dvc.repo import Repo
 
+    if jobs is not None and jobs < 1:
+        raise ExigoError(f"--jobs: at least 1 parallel upload (got {jobs})")
     previous = Path.cwd()
     os.chdir(root)  # DVC builds the records' stages relative to the working directory
     try:
         with Repo(str(root)) as repo:
             name, url = _remote_url(repo, remote)
-            try:
-                with _quiet_dvc():
+            with held_logs(*DVC_LOGGERS) as held:
+                try:
                     odb = repo.cloud.get_remote_odb(name)
+                    if isinstance(odb.fs, HTTPFileSystem):
+                        raise ExigoError(_http_remote(name, url))
                     odb.fs.exists(odb.path)  # one probe: seconds, not a retry per file
                     files = repo.push(remote=name, jobs=jobs, run_cache=True)
                     records = repo.stage_cache.push(name)  # already sent; lists them
@@ -75,27 +71,40 @@ def push(root: Path, remote: str | None = None, jobs: int | None = None) -> Push
                         if result.failed:
                             raise OSError(f"{len(result.failed)} files failed to upload")
                         files += len(result.transferred)
-            except ExigoError:
-                raise
-            except Exception as exc:  # DVC, the S3 client or the file system: say it in one line
-                raise ExigoError(_remote_error(name, url, exc)) from None
+                except ExigoError:
+                    raise
+                except Exception as exc:  # DVC, the S3 client or the file system: one line
+                    raise ExigoError(_remote_error(name, url, exc, held.first_error())) from None
     finally:
         os.chdir(previous)
     return Pushed(url, len(records), files)
 
 
-def _remote_error(name: str, url: str, exc: BaseException) -> str:
-    text = " | ".join(str(e) for e in _causes(exc)).lower()
+def _http_remote(name: str, url: str) -> str:
+    """DVC keeps no run-cache on an HTTP remote (it has no way to list one there): `push`
+    skips it, and `dvc exp run --pull` warns and runs every stage here."""
+    return (
+        f"DVC remote '{name}' ({url}): an HTTP remote cannot hold DVC's run-cache, which is "
+        "what exigo push shares; push to an S3 bucket or a shared folder (-r), or use dvc push "
+        "for the outputs alone (nothing was sent)"
+    )
+
+
+def _remote_error(name: str, url: str, exc: BaseException, logged: str | None = None) -> str:
+    """One line for a failed push; `logged` is the first error DVC logged (the exception may
+    only count the files that failed)."""
+    text = " | ".join([*(str(e) for e in _causes(exc)), logged or ""]).lower()
     if any(s in text for s in ("access denied", "accessdenied", "read-only", "permission denied")):
         cause, fix = (
             "read-only for you (access denied)",
             "ask for write access, or push to another remote (-r)",
         )
     elif any(s in text for s in ("could not connect", "connection refused", "unreachable",
-                                 "name or service not known", "timed out", "endpoint")):  # fmt: skip
+                                 "name or service not known", "timed out", "endpoint",
+                                 "cannot connect", "connect call failed")):  # fmt: skip
         cause, fix = "unreachable", "check the network, its URL and endpointurl (dvc remote list)"
     else:
-        cause, fix = _short(exc), "check its URL and credentials (dvc remote list)"
+        cause, fix = _short(logged or exc), "check its URL and credentials (dvc remote list)"
     return (
         f"DVC remote '{name}' ({url}): {cause}; {fix}, then run exigo push again "
         "(nothing local was changed)"
@@ -110,6 +119,6 @@ def _causes(exc: BaseException):
         exc = exc.__cause__ or exc.__context__
 
 
-def _short(exc: BaseException) -> str:
+def _short(exc: BaseException | str) -> str:
     line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return line[:200]

@@ -20,6 +20,10 @@ from exigo.envvars import read_env
 from exigo.errors import ExigoError
 
 RETRY_AGAIN = "then run dvc repro again (the DVC outputs are kept; the run is logged then, once)"
+# What MLflow logs on its own while it opens and writes a store: a failed SQL statement with its
+# traceback, SQLAlchemy's connection retries, alembic's migrations. Held (errors.held_logs): a
+# failure is translate()'s one line.
+STORE_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "sqlalchemy.engine", "huey")
 
 
 def redact(url: str) -> str:
@@ -28,6 +32,25 @@ def redact(url: str) -> str:
     if not parts.netloc or "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def check_uri(uri: str) -> str:
+    """`uri`, if MLflow has a store for its scheme (its registry says which it has); else one
+    line that names MLFLOW_TRACKING_URI, the scheme and those MLflow supports."""
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry as stores
+    from mlflow.tracking.registry import UnsupportedModelRegistryStoreURIException
+    from mlflow.utils.uri import get_uri_scheme
+
+    try:
+        stores.get_store_builder(uri)
+    except UnsupportedModelRegistryStoreURIException:
+        supported = ", ".join(f"{scheme}://" for scheme in stores._registry if scheme)
+        raise ExigoError(
+            f"MLFLOW_TRACKING_URI={redact(uri)}: MLflow has no store for the scheme "
+            f"'{get_uri_scheme(uri)}' (it supports {supported}, or a local folder); set it to "
+            "your server (http://host:5000), or unset it to log to the project's mlflow.db"
+        ) from None
+    return uri
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -95,6 +118,13 @@ def ensure_sqlite_store(uri: str, artifact_root: str) -> None:
     """Create a new SQLite store beside its final path and move it into place only when all its
     tables exist: a full disk or a kill while creating it never leaves a half-made store."""
     path = sqlite_path(uri)
+    if path is not None and path.exists() and not path.is_file():
+        # SQLite would fail on it only after MLflow's retries (about 100 s of them)
+        raise ExigoError(
+            f"MLflow store {path}: a {'folder' if path.is_dir() else 'special file'}, not an "
+            f"SQLite file; move it aside (mv {path} {path}.moved) so that a new store is "
+            f"created, {RETRY_AGAIN}"
+        )
     if path is None or path.exists():
         return
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
@@ -164,8 +194,9 @@ def explain(exc: BaseException, uri: str) -> str | None:
                 f"that its folder exists and is writable, {RETRY_AGAIN}"
             )
         return None
-    code = re.search(r"error code (\d{3})", text)
-    status = int(code.group(1)) if code else None
+    # A status MLflow was given, or the one urllib3 gave up on after its retries
+    code = re.search(r"error code (\d{3})|too many (\d{3}) error responses", text)
+    status = int(code.group(1) or code.group(2)) if code else None
     if status == 401:
         return (
             f"MLflow server {store} refused the credentials (401 unauthorized); set "
@@ -198,7 +229,10 @@ def explain(exc: BaseException, uri: str) -> str | None:
             f"at one (mlflow server ...) or unset it to log to the local mlflow.db, {RETRY_AGAIN}"
         )
     if status is not None and status >= 500:
-        return f"MLflow server {store} failed (HTTP {status}); check its log, {RETRY_AGAIN}"
+        return (
+            f"MLflow server {store} answered HTTP {status} (an error on the server); check its "
+            f"log, {RETRY_AGAIN}"
+        )
     return None
 
 

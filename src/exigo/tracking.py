@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exigo.errors import ExigoError
+from exigo.errors import ExigoError, held_logs
 from exigo.lineage import COMPLETE_TAG, KEY_TAG, previous_track, run_key, run_tags
 from exigo.registry import SCORE, Registered, forget_run, model_name, register, safe_name
 from exigo.store import (
+    STORE_LOGGERS,
+    check_uri,
     describe,
     ensure_sqlite_store,
     mlflow_client_defaults,
@@ -49,8 +51,10 @@ def project_root() -> Path:
 
 
 def tracking_uri(root: Path) -> str:
-    """MLFLOW_TRACKING_URI if set, else an SQLite store at <project root>/mlflow.db."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI if set (a scheme MLflow has a store for), else an SQLite store at
+    <project root>/mlflow.db."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    return check_uri(uri) if uri else f"sqlite:///{root / 'mlflow.db'}"
 
 
 def experiment_name(root: Path) -> str:
@@ -103,9 +107,9 @@ def log_run(
     tags[KEY_TAG] = run_key(
         content.params, content.metrics, content.history, tags, previous_track(cwd)
     )
-    with store_lock(uri), translate(uri):
-        import mlflow
+    import mlflow  # first: importing it sets up its loggers, which held_logs then holds
 
+    with store_lock(uri), held_logs(*STORE_LOGGERS, replay=True), translate(uri):
         ensure_sqlite_store(uri, _artifact_root(uri))
         mlflow.set_tracking_uri(uri)
         client = mlflow.MlflowClient(uri)

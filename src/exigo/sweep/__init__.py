@@ -36,6 +36,7 @@ from exigo.sweep.workspace import (
     trial_env,
     worker_clone,
 )
+from exigo.tracking import tracking_uri
 
 EPOCHS_PARAM = "train.epochs"  # the last step DVCLive reports: never pruned (nothing to save)
 TEST_STAGE = "evaluate"  # its metrics are measured on the test split
@@ -252,6 +253,7 @@ def run_sweep(
         raise ExigoError(f"--workers: at least 1 (got {workers})")
     project = Project.here(sweep_file=Path(path))
     cfg = load_sweep(path, project.root / PARAMS_FILE)
+    tracking_uri(project.root)  # the trials' MLflow store: a bad one stops here, before any trial
     url = storage or studies.default_storage(project.root)
     _check_objective(project, cfg, say)
     study = studies.open_study(cfg, url)

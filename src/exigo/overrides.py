@@ -4,6 +4,7 @@ only if the result is valid params: a typo or a value out of range changes nothi
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from exigo.errors import ExigoError, ParamsError
@@ -31,3 +32,7 @@ def set_params(path: Path, overrides: list[str]) -> None:
     except ParamsError as exc:
         path.write_bytes(before)
         raise ParamsError(f"{exc}; nothing changed") from None
+    except OSError as exc:  # a read-only or full disk while DVC rewrote the file
+        with contextlib.suppress(OSError):
+            path.write_bytes(before)
+        raise ExigoError(f"{path}: cannot write it ({exc.strerror or exc})") from None

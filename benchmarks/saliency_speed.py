@@ -1,7 +1,7 @@
 """Saliency metrics speed: exigo's batched computation against a one-image-at-a-time baseline.
 
 Same model, same images, same process, default `saliency` params. The batched path is what the
-stage runs (exigo.saliency.evaluate_maps: every method's maps, deletion/insertion curves for each
+stage runs (exigo.explain.faithfulness.evaluate_maps: every method's maps, deletion/insertion curves for each
 method and a random order, the cascading randomisation check). The baseline does the same work the
 plain way: one image per call to Captum, and one forward pass per image and per curve step.
 
@@ -20,12 +20,12 @@ import time
 
 import torch
 
-from exigo.data import Split, to_input
-from exigo.datasets import load_mnist_sample
-from exigo.io import write_json
-from exigo.models import build_model, load_checkpoint, model_settings
-from exigo.params import ModelParams, SaliencyParams, TrainParams
-from exigo.saliency import (
+from exigo.core.outputs import write_json
+from exigo.core.params import ModelParams, SaliencyParams, TrainParams
+from exigo.core.runtime import resolve_device, set_seed
+from exigo.data.idx import load_mnist_sample
+from exigo.data.splits import Split, to_input
+from exigo.explain.faithfulness import (
     RANDOM,
     attribute,
     cascade_layers,
@@ -36,8 +36,8 @@ from exigo.saliency import (
     reinitialize,
     spearman_rows,
 )
-from exigo.training import fit
-from exigo.utils import resolve_device, set_seed
+from exigo.models.checkpoint import build_model, load_checkpoint, model_settings
+from exigo.models.training import fit
 
 
 def trained_model(images: torch.Tensor, labels: torch.Tensor, device: torch.device):

@@ -5,7 +5,7 @@ Both train on the real MNIST training set (60,000 images) and are scored on its 
 (not the scoring); the result is the training time and img/s up to the first epoch at or above
 the target.
 
-    exigo      exigo.training.fit: the default `cnn`, AdamW with one-cycle, batch 128, 5 epochs,
+    exigo      exigo.models.training.fit: the default `cnn`, AdamW with one-cycle, batch 128, 5 epochs,
                uint8 tensors resident on the device, train.precision (auto: bf16 where native)
     examples   pytorch/examples mnist/main.py: its Net, Adadelta lr 1.0 with StepLR(0.7),
                batch 64, a torchvision DataLoader doing ToTensor + Normalize per image, 14 epochs
@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exigo.data import Split, to_input
-from exigo.datasets import SPLIT_FILES, IdxFile, parse_idx
-from exigo.io import write_json
-from exigo.models import build_model, model_settings
-from exigo.params import ModelParams, TrainParams
-from exigo.training import fit, predict
-from exigo.utils import resolve_device, resolve_precision, set_seed
+from exigo.core.outputs import write_json
+from exigo.core.params import ModelParams, TrainParams
+from exigo.core.runtime import resolve_device, resolve_precision, set_seed
+from exigo.data.idx import SPLIT_FILES, IdxFile, parse_idx
+from exigo.data.splits import Split, to_input
+from exigo.models.checkpoint import build_model, model_settings
+from exigo.models.training import fit, predict
 
 MEAN, STD = 0.1307, 0.3081
 

@@ -3,7 +3,7 @@
 Same model, same optimizer, same images, same process. The baseline is the classic torchvision
 recipe the original tool used: a Dataset that turns each uint8 image into a PIL image, then
 ToTensor + Normalize per item, batched by a DataLoader (batch 32). exigo keeps the split as one
-uint8 tensor on the device and slices batches from it (exigo.training.fit).
+uint8 tensor on the device and slices batches from it (exigo.models.training.fit).
 
     python benchmarks/train_throughput.py                 # CPU or GPU, whichever `auto` finds
     python benchmarks/train_throughput.py --device cpu --images 6000
@@ -24,13 +24,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from exigo.data import Split
-from exigo.datasets import load_mnist_sample
-from exigo.io import write_json
-from exigo.models import MODELS, build_model, model_settings
-from exigo.params import ModelParams, TrainParams
-from exigo.training import fit, make_optimizer
-from exigo.utils import resolve_device, set_seed
+from exigo.core.outputs import write_json
+from exigo.core.params import ModelParams, TrainParams
+from exigo.core.runtime import resolve_device, set_seed
+from exigo.data.idx import load_mnist_sample
+from exigo.data.splits import Split
+from exigo.models.checkpoint import MODELS, build_model, model_settings
+from exigo.models.training import fit, make_optimizer
 
 
 class PILDigits(Dataset):

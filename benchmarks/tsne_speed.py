@@ -16,8 +16,8 @@ import time
 import numpy as np
 from sklearn.decomposition import PCA
 
-from exigo.embedding import knn_accuracy, project
-from exigo.io import write_json
+from exigo.core.outputs import write_json
+from exigo.embed.projection import knn_accuracy, project
 
 
 def clustered(n: int, dims: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

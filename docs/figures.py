@@ -75,7 +75,7 @@ def copy_images(project: Path) -> list[Path]:
 def render_plots(project: Path) -> list[Path]:
     """The DVC plots as `dvc plots show` draws them, rendered offline with vl-convert."""
     sys.path.insert(0, str(ROOT / "src"))
-    from exigo.report import vegalite_png
+    from exigo.views.vega import vegalite_png
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = subprocess.run(

@@ -1,7 +1,7 @@
 """MkDocs hook: the parts of the site that the code knows, generated at build time.
 
 A page asks for a generated part with a marker on a line of its own, `<!-- generated: params -->`.
-The params reference comes from the pydantic models in `exigo.params` (names, types, defaults,
+The params reference comes from the pydantic models in `exigo.core.params` (names, types, defaults,
 allowed values, the cross-key checks), with each key's help from its field description, else from
 its comment in params.yaml. Each list of names comes from one small function (`dataset_names`,
 `model_classes`, `saliency_methods`): when the names move to a registry, only those change.
@@ -35,21 +35,21 @@ if str(SRC) not in sys.path:
 
 def dataset_names() -> tuple[str, ...]:
     """The values `data.name` accepts."""
-    from exigo.params import DatasetName
+    from exigo.core.params import DatasetName
 
     return get_args(DatasetName)
 
 
 def model_classes() -> dict[str, type]:
     """The values `model.name` accepts, with the class each builds."""
-    from exigo.models import MODELS
+    from exigo.models.checkpoint import MODELS
 
     return dict(MODELS)
 
 
 def saliency_methods() -> tuple[str, ...]:
     """The values `saliency.methods` accepts."""
-    from exigo.saliency import METHODS
+    from exigo.explain.faithfulness import METHODS
 
     return tuple(METHODS)
 
@@ -221,7 +221,7 @@ def _placeholder(part: ast.expr) -> str:
 
 def params_reference(root: str = "") -> str:
     """One table per params.yaml section: key, type, default, allowed values, what it does."""
-    from exigo.params import Params
+    from exigo.core.params import Params
 
     comments = yaml_comments(PARAMS_YAML.read_text())
     written = yaml.safe_load(PARAMS_YAML.read_text()) or {}
@@ -275,7 +275,8 @@ def _summary(obj: Any) -> str:
 
 
 def datasets_table(root: str = "") -> str:
-    from exigo import data, datasets
+    from exigo.data import datasets
+    from exigo.data import splits as data
 
     rows = ["| `data.name` | classes | images | from | verified by |", "|---|---|---|---|---|"]
     for name in dataset_names():
@@ -305,8 +306,8 @@ def datasets_table(root: str = "") -> str:
 
 
 def models_table(root: str = "") -> str:
-    from exigo.models import build_model, model_settings
-    from exigo.params import ModelParams
+    from exigo.core.params import ModelParams
+    from exigo.models.checkpoint import build_model, model_settings
 
     rows = [
         "| `model.name` | class | parameters (10 classes, default settings) | Grad-CAM layer | what |",
@@ -321,8 +322,8 @@ def models_table(root: str = "") -> str:
 
 
 def methods_table(root: str = "") -> str:
-    from exigo.params import SaliencyParams
-    from exigo.saliency import RANK_BY_MAGNITUDE
+    from exigo.core.params import SaliencyParams
+    from exigo.explain.faithfulness import RANK_BY_MAGNITUDE
 
     default = SaliencyParams().methods
     rows = ["| `saliency.methods` | pixels ranked by | in the default params |", "|---|---|---|"]
@@ -357,7 +358,7 @@ def run_summary(root: str = "") -> str:
     p, m, train = run["params"], run["machine"], run["train"]
     cpu = f"{m['cores']} cores of an {m['cpu']}" + (", AVX512-BF16" if m["avx512_bf16"] else "")
     embed = run["embed_detail"]["learned"]
-    from exigo.params import flatten
+    from exigo.core.params import flatten
 
     committed = flatten(yaml.safe_load(PARAMS_YAML.read_text()))
     changed = ", ".join(

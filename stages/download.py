@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exigo.data import build_splits, describe, sample_test_split, save_dataset
-from exigo.datasets import BUILTIN, SPLIT_FILES, custom_spec, load_mnist_sample
-from exigo.download import fetch_dataset
-from exigo.errors import run_stage
-from exigo.params import load_params
+from exigo.core.errors import run_stage
+from exigo.core.params import load_params
+from exigo.data.download import fetch_dataset
+from exigo.data.idx import BUILTIN, SPLIT_FILES, custom_spec, load_mnist_sample
+from exigo.data.splits import build_splits, describe, sample_test_split, save_dataset
 
 
 def main() -> None:

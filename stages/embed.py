@@ -12,17 +12,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from exigo.data import Split, load_dataset
-from exigo.embedding import extract_features, map_space, pick_points, read_map
-from exigo.errors import ExigoError, run_stage
-from exigo.io import read_json, write_csv, write_json
-from exigo.live import read_history
-from exigo.metrics import rounded
-from exigo.models import load_checkpoint
-from exigo.params import load_params
-from exigo.plotting import plot_embeddings
-from exigo.projector import projector_name, write_logs
-from exigo.utils import resolve_device, set_seed, warn
+from exigo.core.errors import ExigoError, run_stage
+from exigo.core.outputs import read_json, write_csv, write_json
+from exigo.core.params import load_params
+from exigo.core.runtime import resolve_device, set_seed, warn
+from exigo.data.splits import Split, load_dataset
+from exigo.embed.projection import extract_features, map_space, pick_points, read_map
+from exigo.embed.tensorboard import projector_name, write_logs
+from exigo.evaluate.metrics import rounded
+from exigo.models.checkpoint import load_checkpoint
+from exigo.models.live import read_history
+from exigo.views.figures import plot_embeddings
 
 HEADLINE = ("trustworthiness", "knn_acc_2d", "silhouette_2d")
 TITLES = {"pixels": "raw pixels", "untrained": "untrained features", "learned": "learned features"}

@@ -13,14 +13,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from exigo.data import Split, load_dataset
-from exigo.embedding import extract_features, map_space, pick_points
-from exigo.errors import ExigoError, run_stage
-from exigo.io import write_csv, write_json
-from exigo.metrics import rounded
-from exigo.models import load_checkpoint
-from exigo.params import load_params
-from exigo.utils import resolve_device, set_seed, warn
+from exigo.core.errors import ExigoError, run_stage
+from exigo.core.outputs import write_csv, write_json
+from exigo.core.params import load_params
+from exigo.core.runtime import resolve_device, set_seed, warn
+from exigo.data.splits import Split, load_dataset
+from exigo.embed.projection import extract_features, map_space, pick_points
+from exigo.evaluate.metrics import rounded
+from exigo.models.checkpoint import load_checkpoint
 
 SPACES = {"pixels": "raw pixels", "untrained": "untrained model's features"}
 

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from exigo.data import load_dataset
-from exigo.errors import run_stage
-from exigo.io import write_csv, write_json
-from exigo.metrics import at_chance, classification_metrics, confusion, headline, rounded
-from exigo.models import load_checkpoint
-from exigo.params import load_params
-from exigo.plotting import plot_confusion, plot_mistakes
-from exigo.progress import progress_bar
-from exigo.training import loss_and_accuracy, predict
-from exigo.utils import resolve_device, warn
+from exigo.core.errors import run_stage
+from exigo.core.outputs import write_csv, write_json
+from exigo.core.params import load_params
+from exigo.core.progress import progress_bar
+from exigo.core.runtime import resolve_device, warn
+from exigo.data.splits import load_dataset
+from exigo.evaluate.metrics import at_chance, classification_metrics, confusion, headline, rounded
+from exigo.models.checkpoint import load_checkpoint
+from exigo.models.training import loss_and_accuracy, predict
+from exigo.views.figures import plot_confusion, plot_mistakes
 
 PLOTS = Path("plots/evaluate")
 DETAIL = Path("metrics/detail/evaluate.json")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exigo.envvars import read_env
-from exigo.errors import run_stage
-from exigo.io import write_bytes
-from exigo.params import check_nproc, load_params, usable_cpus
+from exigo.core.envvars import read_env
+from exigo.core.errors import run_stage
+from exigo.core.outputs import write_bytes
+from exigo.core.params import check_nproc, load_params, usable_cpus
 
 MARKER = Path(".exigo/params.ok")
 CONTENT = b"params.yaml passed stages/params.py\n"  # constant: the stages after it never re-run

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from exigo.data import load_dataset, to_input
-from exigo.errors import run_stage
-from exigo.io import read_json, require, unreadable, write_csv, write_json
-from exigo.metrics import rounded
-from exigo.models import load_checkpoint
-from exigo.params import load_params
-from exigo.saliency import (
+from exigo.core.errors import run_stage
+from exigo.core.outputs import read_json, require, unreadable, write_csv, write_json
+from exigo.core.params import load_params
+from exigo.core.runtime import resolve_device, set_seed
+from exigo.data.splits import load_dataset, to_input
+from exigo.evaluate.metrics import rounded
+from exigo.explain.faithfulness import (
     RANDOM,
     attribute,
     class_means,
@@ -32,8 +32,8 @@ from exigo.saliency import (
     logits,
     select_images,
 )
-from exigo.saliency_plots import plot_before_after, plot_methods, plot_pairs
-from exigo.utils import resolve_device, set_seed
+from exigo.explain.figures import plot_before_after, plot_methods, plot_pairs
+from exigo.models.checkpoint import load_checkpoint
 
 PLOTS = Path("plots/saliency")
 IMAGES = PLOTS / "images"

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from exigo.envvars import read_env
-from exigo.errors import ExigoError, interrupts_always_stop, run_stage
-from exigo.io import read_json
-from exigo.live import LIVE_DIR, read_history
-from exigo.params import flatten, load_params
-from exigo.registry import SCORE
-from exigo.store import describe
-from exigo.tables import DETAIL_TABLES
-from exigo.tracking import RESTORED_TAG, RunContent, log_run, numeric_leaves, project_root
+from exigo.core.envvars import read_env
+from exigo.core.errors import ExigoError, interrupts_always_stop, run_stage
+from exigo.core.outputs import read_json
+from exigo.core.params import flatten, load_params
+from exigo.models.live import LIVE_DIR, read_history
+from exigo.track.model_registry import SCORE
+from exigo.track.runs import RESTORED_TAG, RunContent, log_run, numeric_leaves, project_root
+from exigo.track.store import describe
+from exigo.track.tables import DETAIL_TABLES
 
 METRICS = {
     "train": LIVE_DIR / "metrics.json",
@@ -60,7 +60,7 @@ def track() -> None:
     history = read_history()
     tables = {name: detail_table(path, table) for path, (name, table) in DETAIL_TABLES.items()}
 
-    from exigo.models import load_checkpoint
+    from exigo.models.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint("models/model.pt")
     example = np.zeros((2, 1, 28, 28), dtype=np.float32)  # inputs in [0, 1]: the model normalises

@@ -15,19 +15,19 @@ from pathlib import Path
 
 import torch
 
-from exigo.data import load_dataset, to_input
-from exigo.distributed import SINGLE, Group, check_launch, join, launch, launched, leave
-from exigo.download import check_source
-from exigo.environment import RECORD, describe
-from exigo.errors import run_stage
-from exigo.io import restored_on_failure, write_json
-from exigo.live import LIVE_DIR, live_logger, log_epoch, set_summary
-from exigo.metrics import at_chance, constant_features
-from exigo.models import build_model, model_settings, save_checkpoint
-from exigo.params import Params, load_params
-from exigo.progress import epoch_line, progress_bar
-from exigo.training import cpu_state, fit
-from exigo.utils import resolve_device, set_seed, warn
+from exigo.core.environment import RECORD, describe
+from exigo.core.errors import run_stage
+from exigo.core.outputs import restored_on_failure, write_json
+from exigo.core.params import Params, load_params
+from exigo.core.progress import epoch_line, progress_bar
+from exigo.core.runtime import resolve_device, set_seed, warn
+from exigo.data.download import check_source
+from exigo.data.splits import load_dataset, to_input
+from exigo.evaluate.metrics import at_chance, constant_features
+from exigo.models.checkpoint import build_model, model_settings, save_checkpoint
+from exigo.models.distributed import SINGLE, Group, check_launch, join, launch, launched, leave
+from exigo.models.live import LIVE_DIR, live_logger, log_epoch, set_summary
+from exigo.models.training import cpu_state, fit
 
 MODELS_DIR = Path("models")
 # What one run writes, as one set: DVCLive rewrites the metrics every epoch (so that `dvc exp

@@ -5,9 +5,9 @@ python -m stages.vega_bundle    # writes .exigo/vega.js, loaded by .dvc/plots/pa
 
 from __future__ import annotations
 
-from exigo.errors import run_stage
-from exigo.io import write_bytes
-from exigo.report import BUNDLE_PATH, vega_bundle
+from exigo.core.errors import run_stage
+from exigo.core.outputs import write_bytes
+from exigo.views.vega import BUNDLE_PATH, vega_bundle
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, dvc, init_repo, make_env, make_project, mlflow_runs, sh, tiny_params
 from PIL import Image
 
-from exigo.envvars import read_env
+from exigo.core.envvars import read_env
 
 DEEP_TEXT = """(() => {
   const out = [];
@@ -93,7 +93,7 @@ def test_report_holds_both_revisions(experiments):
 
 
 def test_report_tables_have_no_float_noise_and_follow_the_pipeline():
-    from exigo.compare import HEADLINE_FILES, _fmt, _rows
+    from exigo.compare.report import HEADLINE_FILES, _fmt, _rows
 
     assert _fmt(-0.006110999999999776) == "-0.0061"
     assert _fmt(0.99283) == "0.9928" and _fmt(421642) == "421642" and _fmt(5.0) == "5"
@@ -110,7 +110,7 @@ def test_report_tables_have_no_float_noise_and_follow_the_pipeline():
 def test_report_rows_read_as_quantities_and_labels():
     """Class IDs are labels (no numeric change), a row has one number format, the largest
     relative changes come first and unchanged values last; the summary leads with params."""
-    from exigo.compare import Report, _rows, summary
+    from exigo.compare.report import Report, _rows, summary
 
     detail = {
         "metrics/detail/evaluate.json": {

@@ -49,9 +49,9 @@ def site(tmp_path_factory) -> Path:
 
 
 def test_site_builds_strict_with_the_generated_reference(site):
-    from exigo.models import MODELS
-    from exigo.params import DatasetName, Params
-    from exigo.saliency import METHODS
+    from exigo.core.params import DatasetName, Params
+    from exigo.explain.faithfulness import METHODS
+    from exigo.models.checkpoint import MODELS
 
     params = (site / "reference" / "params.html").read_text()
     for section, field in Params.model_fields.items():
@@ -69,7 +69,7 @@ def test_site_builds_strict_with_the_generated_reference(site):
         html = page.read_text()
         assert "<!-- generated:" not in html, page  # every marker was replaced
         assert not re.search(r"<(script|link)[^>]+(src|href)=\"(https?:)?//", html), page
-    assert (site / "api" / "compare.html").read_text().count('id="exigo.compare.build"') == 1
+    assert (site / "api" / "compare.html").read_text().count('id="exigo.compare.report.build"') == 1
     assert (site / "search" / "search_index.js").exists()  # the offline plugin: search from disk
 
 

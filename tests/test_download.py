@@ -19,8 +19,9 @@ import pytest
 import torch
 from conftest import FILES, idx_bytes, make_project, read_files, tiny_params, write_tiny_idx
 
-from exigo.datasets import BUILTIN, DatasetSpec, IdxFile, custom_spec, load_mnist_sample
-from exigo.download import (
+from exigo.core.envvars import EnvError
+from exigo.core.errors import DownloadError
+from exigo.data.download import (
     DEADLINE_ENV,
     Cache,
     VerifyError,
@@ -29,8 +30,7 @@ from exigo.download import (
     fetch_file,
     verify,
 )
-from exigo.envvars import EnvError
-from exigo.errors import DownloadError
+from exigo.data.idx import BUILTIN, DatasetSpec, IdxFile, custom_spec, load_mnist_sample
 
 
 def spec_for(tiny, mirrors=(), md5=True, sha256=True) -> DatasetSpec:
@@ -566,7 +566,7 @@ def test_large_downloads_show_progress(faulty_mirror, tmp_path, monkeypatch):
         (f"{url}/slow/",),
         (IdxFile("big.gz", "train", "images", count=2000),),
     )
-    monkeypatch.setattr("exigo.download.PROGRESS_EVERY_S", 0.2)
+    monkeypatch.setattr("exigo.data.download.PROGRESS_EVERY_S", 0.2)
     messages: list[str] = []
     got = fetch_file(
         spec.files[0], spec, None, spec.mirrors, Cache(tmp_path / "c", quiet), messages.append

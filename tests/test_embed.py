@@ -16,9 +16,9 @@ import torch
 from conftest import make_env, make_project, run_stage, tiny_params
 from PIL import Image
 
-from exigo.data import load_dataset
-from exigo.embedding import extract_features, pick_points, project, quality
-from exigo.models import load_checkpoint
+from exigo.data.splits import load_dataset
+from exigo.embed.projection import extract_features, pick_points, project, quality
+from exigo.models.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from importlib import metadata
 
 from conftest import dvc, make_env, sh
 
-from exigo import environment
-from exigo.compare import WORKSPACE, environment_diff
+from exigo.compare.report import WORKSPACE, environment_diff
+from exigo.core import environment
 
 
 def lock_text(pins: dict[str, str]) -> str:

@@ -11,8 +11,8 @@ import torch
 from conftest import run_stage
 from PIL import Image
 
-from exigo.data import load_dataset
-from exigo.metrics import classification_metrics, confusion, metric_key, most_confused
+from exigo.data.splits import load_dataset
+from exigo.evaluate.metrics import classification_metrics, confusion, metric_key, most_confused
 
 
 def test_metrics_agree_with_a_hand_computed_confusion_matrix():
@@ -93,7 +93,7 @@ def test_evaluate_stage_outputs(tiny_project, stage_env):
 def test_confusion_png_puts_true_class_on_rows(tmp_path):
     import matplotlib.pyplot as plt
 
-    from exigo import plotting
+    from exigo.views import figures as plotting
 
     captured = {}
     original = plotting.save_figure
@@ -117,7 +117,7 @@ def test_confusion_png_puts_true_class_on_rows(tmp_path):
 
 
 def test_mistakes_gallery_with_one_or_no_mistake(tmp_path):
-    from exigo import plotting
+    from exigo.views import figures as plotting
 
     images = np.zeros((1, 28, 28), np.uint8)
     one = np.array([3])
@@ -166,7 +166,7 @@ def test_a_model_that_learned_nothing_gets_warnings_not_tracebacks(tiny_project,
     ReLUs). evaluate, saliency and embed finish, each saying so in one line."""
     from conftest import STAGES
 
-    from exigo.models import save_checkpoint
+    from exigo.models.checkpoint import save_checkpoint
 
     run_stage("train", tiny_project, stage_env)
     ckpt = torch.load(tiny_project / "models/model.pt", weights_only=True)

@@ -18,9 +18,9 @@ import pytest
 import torch
 from conftest import make_project, read_files, run_stage, tiny_params, write_tiny_idx
 
-from exigo.data import load_dataset
-from exigo.errors import ExigoError
-from exigo.models import load_checkpoint
+from exigo.core.errors import ExigoError
+from exigo.data.splits import load_dataset
+from exigo.models.checkpoint import load_checkpoint
 
 CUT_STEP = 97  # bytes between cut points (a prime, so cuts fall at every offset within blocks)
 
@@ -342,11 +342,11 @@ def test_full_download_cache_is_a_warning_naming_the_cache(tmp_path, stage_env, 
 
 
 def test_a_set_of_outputs_killed_midway_is_put_back_on_the_next_start(tmp_path, monkeypatch):
-    """exigo.io.restored_on_failure, as train uses it: a real process killed with SIGKILL inside
+    """exigo.core.outputs.restored_on_failure, as train uses it: a real process killed with SIGKILL inside
     the block leaves its half-written set; the next entry puts the previous set back first (also
     after a put-back that was itself cut off). An exception inside the block puts it back at
     once, including files that did not exist."""
-    from exigo.io import restored_on_failure
+    from exigo.core.outputs import restored_on_failure
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models/model.pt").write_text("old model")
@@ -354,7 +354,7 @@ def test_a_set_of_outputs_killed_midway_is_put_back_on_the_next_start(tmp_path, 
     (tmp_path / "plots/loss.tsv").write_text("step\tloss\n1\t0.5\n")
     paths = ["models/model.pt", "models/init.pt", "plots"]
     code = (
-        "import os, signal, sys; from pathlib import Path; from exigo.io import restored_on_failure\n"
+        "import os, signal, sys; from pathlib import Path; from exigo.core.outputs import restored_on_failure\n"
         f"with restored_on_failure([Path(p) for p in {paths!r}], Path('.prev')):\n"
         "    Path('models/model.pt').write_text('half'); Path('models/init.pt').write_text('new')\n"
         "    Path('plots/loss.tsv').write_text('step\\tloss\\n1\\t9\\n')\n"

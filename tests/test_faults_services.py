@@ -25,8 +25,8 @@ from conftest import STAGES, dvc, init_repo, make_env, make_project, run_stage, 
 from services import free_port, postgres  # noqa: F401 (fixture)
 from test_track import content, local_store  # noqa: F401 (fixture)
 
-from exigo.errors import ExigoError
-from exigo.tracking import log_run, tracking_uri
+from exigo.core.errors import ExigoError
+from exigo.track.runs import log_run, tracking_uri
 
 RETRY = "then run dvc repro again (the DVC outputs are kept; the run is logged then, once)"
 
@@ -108,7 +108,7 @@ def test_a_folder_where_the_store_should_be_is_one_line_at_once(local_store, cap
 def test_a_read_only_store_is_one_line_with_no_mlflow_log_before_it(tmp_path, local_store, capfd):  # noqa: F811
     if os.geteuid() != 0:
         pytest.skip("root writes through permissions; a read-only bind mount needs root (CI has)")
-    from exigo.store import ensure_sqlite_store
+    from exigo.track.store import ensure_sqlite_store
 
     db = tmp_path / "store" / "mlflow.db"  # the file read-only, its folder (the lock's) not
     ensure_sqlite_store(f"sqlite:///{db}", str(db.parent / "mlruns"))  # empty, as a new one is
@@ -176,7 +176,7 @@ def test_store_faults_through_the_track_stage(tracked, tmp_path, answers_500):
 @pytest.mark.slow
 def test_a_read_only_store_through_the_track_stage(tracked, tmp_path):
     project, env = tracked
-    from exigo.store import ensure_sqlite_store
+    from exigo.track.store import ensure_sqlite_store
 
     store = tmp_path / "store"
     ensure_sqlite_store(f"sqlite:///{store / 'mlflow.db'}", str(store / "mlruns"))

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from exigo.errors import ExigoError
-from exigo.formats import CIFAR10, CIFAR100, read_cifar, read_folder, read_svhn
+from exigo.core.errors import ExigoError
+from exigo.data.formats import CIFAR10, CIFAR100, read_cifar, read_folder, read_svhn
 
 
 def cifar_archive(path: Path, layout, n: int = 6, extra: dict | None = None) -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exigo import plotting
-from exigo.palette import CLASS_COLOURS, class_colour
+from exigo.views import figures as plotting
+from exigo.views.palette import CLASS_COLOURS, class_colour
 
 TEMPLATES = Path(__file__).resolve().parents[1] / ".dvc" / "plots"
 

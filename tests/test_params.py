@@ -9,9 +9,9 @@ import sys
 import pytest
 from conftest import ROOT, make_project, run_stage, tiny_params
 
-from exigo.envvars import EnvError, read_env
-from exigo.errors import ParamsError
-from exigo.params import load_params, parse_params
+from exigo.core.envvars import EnvError, read_env
+from exigo.core.errors import ParamsError
+from exigo.core.params import load_params, parse_params
 
 
 def test_the_shipped_params_are_valid():
@@ -94,7 +94,7 @@ def test_bad_value_names_key_and_allowed_values(raw, expected):
 
 
 def _number_fields():
-    from exigo.params import Params
+    from exigo.core.params import Params
 
     for section, field in Params.model_fields.items():
         for name, info in field.annotation.model_fields.items():
@@ -242,7 +242,7 @@ def test_the_params_check_writes_its_constant_marker(tmp_path, stage_env):
 
 
 def test_more_processes_than_cores_is_refused_before_anything_runs(tmp_path, stage_env):
-    from exigo.params import usable_cpus
+    from exigo.core.params import usable_cpus
 
     nproc = usable_cpus() + 1
     if nproc > 64:

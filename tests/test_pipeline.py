@@ -25,8 +25,8 @@ from conftest import (
     tiny_params,
 )
 
-from exigo.compare import environment_at, environment_diff
-from exigo.live import read_history
+from exigo.compare.report import environment_at, environment_diff
+from exigo.models.live import read_history
 
 
 def first_day() -> list[str]:
@@ -141,7 +141,7 @@ class TestPipeline:
         assert logged.source_run_id == run.info.run_id
         model = mlflow.pytorch.load_model(logged.model_uri)
         x = torch.from_numpy(np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32))
-        from exigo.models import load_checkpoint
+        from exigo.models.checkpoint import load_checkpoint
 
         local, _ = load_checkpoint(project / "models/model.pt")
         with torch.no_grad():

@@ -12,9 +12,8 @@ from conftest import make_digits, make_project, run_stage, tiny_params
 from PIL import Image
 from torch import nn
 
-from exigo.models import CNN
-from exigo.params import SaliencyParams
-from exigo.saliency import (
+from exigo.core.params import SaliencyParams
+from exigo.explain.faithfulness import (
     METHODS,
     RANDOM,
     attribute,
@@ -28,7 +27,8 @@ from exigo.saliency import (
     select_images,
     spearman_rows,
 )
-from exigo.saliency_plots import DPI, grid_figsize
+from exigo.explain.figures import DPI, grid_figsize
+from exigo.models.checkpoint import CNN
 
 CFG = SaliencyParams(ig_steps=32, smoothgrad_samples=4, batch_size=64)
 
@@ -225,7 +225,7 @@ def test_bad_params_give_one_clear_line(tmp_path, stage_env):
 
 def test_blank_gradcam_maps_are_explained_on_the_figure():
     """Grad-CAM keeps only positive evidence; where its map is blank the figure says so."""
-    from exigo.saliency_plots import BLANK_GRADCAM, _notes
+    from exigo.explain.figures import BLANK_GRADCAM, _notes
 
     maps = np.random.default_rng(0).random((4, 28, 28))
     maps[2] = 0.0

@@ -21,7 +21,7 @@ import yaml
 from conftest import ROOT, dvc, init_repo, make_env, make_project, sh, tiny_params
 from optuna.trial import TrialState
 
-from exigo.errors import ExigoError
+from exigo.core.errors import ExigoError
 from exigo.sweep import study as studies
 from exigo.sweep.config import SweepConfig, SweepError, load_sweep, override
 from exigo.sweep.trial import EpochReader, report, run_watched

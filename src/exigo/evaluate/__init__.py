@@ -1,0 +1,1 @@
+"""Scores of the test split: accuracy, per-class and confusion numbers."""

@@ -1,0 +1,138 @@
+"""Matplotlib figures: confusion matrices with true axis labels, the mistakes gallery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from exigo.core.outputs import save_figure  # noqa: E402
+from exigo.views.palette import class_colour  # noqa: E402
+
+MAX_CELL_TEXT = 20  # classes up to which every cell prints its number (as the DVC templates)
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}" if share < 0.1 else f"{100 * share:.0f}"
+
+
+def plot_confusion(
+    cm: np.ndarray, classes: tuple[str, ...], path: Path, normalize: bool = False
+) -> None:
+    """Rows = true class, columns = predicted class. The diagonal (right answers) is grey; the
+    errors are coloured on their own scale, so a 1 % confusion is visible beside a 99 % diagonal.
+    Cells print their count (or % of the row) up to MAX_CELL_TEXT classes; zero cells are blank."""
+    k = len(classes)
+    values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    errors = np.where(np.eye(k, dtype=bool) | (cm == 0), np.nan, values).astype(float)
+    size = min(max(5.0, 0.45 * k + 2.2), 16.0)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    ax.imshow(np.where(np.eye(k, dtype=bool), 1.0, np.nan), cmap="Greys", vmin=0, vmax=4)
+    peak = np.nanmax(errors) if np.isfinite(errors).any() else 1.0
+    image = ax.imshow(errors, cmap="OrRd", vmin=0, vmax=peak)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)  # as tall as the matrix
+    bar.set_label("errors, % of the true class" if normalize else "errors (images)")
+    if normalize:
+        bar.ax.yaxis.set_major_formatter(lambda v, _: _percent(v))
+    else:
+        from matplotlib.ticker import MaxNLocator
+
+        bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: whole numbers
+    if k <= MAX_CELL_TEXT:
+        for (i, j), n in np.ndenumerate(cm):
+            if n == 0:
+                continue
+            text = _percent(values[i, j]) if normalize else f"{n:,}"
+            dark = i != j and values[i, j] > 0.6 * peak
+            ax.text(j, i, text, ha="center", va="center", fontsize=9,
+                    color="white" if dark else "black")  # fmt: skip
+    step = max(1, -(-k // 30))  # at most ~30 tick labels per axis
+    ticks = np.arange(0, k, step)
+    names = [classes[t] for t in ticks]
+    ax.set_xticks(ticks, names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right"
+                  if max(map(len, names)) > 2 else "center")  # fmt: skip
+    ax.set_yticks(ticks, names)
+    ax.set_xlabel("Predicted class")
+    ax.set_ylabel("True class")
+    what = "% of each true class" if normalize else f"{int(cm.sum()):,} test images"
+    ax.set_title(
+        f"Confusion matrix ({what})\ngrey diagonal: right answers; colour: errors", fontsize=11
+    )
+    fig.tight_layout()
+    save_figure(path, fig, dpi=110)
+
+
+def plot_mistakes(
+    images: np.ndarray,  # (K, 28, 28) uint8
+    true: np.ndarray,
+    pred: np.ndarray,
+    confidence: np.ndarray,
+    classes: tuple[str, ...],
+    path: Path,
+) -> None:
+    """A grid of the most confident mistakes: 'true -> predicted (confidence)'."""
+    k = len(images)
+    cols = min(6, max(k, 1))
+    rows = max(1, -(-k // cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(max(1.9 * cols, 6.0), 2.2 * rows + 0.5), squeeze=False
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(k):
+        ax = axes.flat[i]
+        ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"{classes[true[i]]} → {classes[pred[i]]}\n{confidence[i]:.0%}", fontsize=11)
+    if k == 0:
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=12)
+    fig.suptitle("Most confident mistakes (true → predicted, confidence)", fontsize=13)
+    fig.tight_layout()
+    save_figure(path, fig, dpi=110)
+
+
+def plot_embeddings(
+    maps: dict[str, np.ndarray],  # title -> (N, 2)
+    labels: np.ndarray,
+    classes: tuple[str, ...],
+    path: Path,
+    subtitles: dict[str, str] | None = None,
+) -> None:
+    """Side-by-side 2-D maps coloured by true class, one shared legend."""
+    n = len(maps)
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 5.4), squeeze=False)
+    for ax, (title, xy) in zip(axes[0], maps.items(), strict=True):
+        for c, name in enumerate(classes):
+            pts = xy[labels == c]
+            ax.scatter(
+                pts[:, 0],
+                pts[:, 1],
+                s=3,
+                alpha=0.7,
+                color=class_colour(c),
+                label=name,
+                rasterized=True,
+                linewidths=0,
+            )
+        ax.set_title(
+            title + (f"\n{subtitles[title]}" if subtitles and title in subtitles else ""),
+            fontsize=10,
+        )
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        names,
+        loc="lower center",
+        ncol=min(len(classes), 10),
+        markerscale=4,
+        title="true class",
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    save_figure(path, fig, dpi=110)

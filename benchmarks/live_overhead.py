@@ -27,16 +27,16 @@ import torch
 from exigo.core.outputs import write_json
 from exigo.core.params import ModelParams, TrainParams
 from exigo.core.runtime import set_seed
-from exigo.data.idx import load_mnist_sample
+from exigo.data.sources.mnist_sample import load_mnist_sample
 from exigo.data.splits import Split
-from exigo.models.checkpoint import build_model, model_settings
+from exigo.models.checkpoint import build_model
 from exigo.models.live import live_logger, log_epoch
 from exigo.models.training import fit
 
 
 def run(way: str, train: Split, val: Split, cfg: TrainParams, out: Path) -> float:
     set_seed(0)
-    model = build_model("cnn", model_settings(ModelParams()), 10, 0.13, 0.31)
+    model = build_model("cnn"(ModelParams()), 10, 0.13, 0.31)
     start = time.perf_counter()
     if way == "plain":
         fit(model, train, val, cfg, 0, torch.device("cpu"))

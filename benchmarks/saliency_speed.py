@@ -23,7 +23,7 @@ import torch
 from exigo.core.outputs import write_json
 from exigo.core.params import ModelParams, SaliencyParams, TrainParams
 from exigo.core.runtime import resolve_device, set_seed
-from exigo.data.idx import load_mnist_sample
+from exigo.data.sources.mnist_sample import load_mnist_sample
 from exigo.data.splits import Split, to_input
 from exigo.explain.faithfulness import (
     RANDOM,
@@ -36,14 +36,14 @@ from exigo.explain.faithfulness import (
     reinitialize,
     spearman_rows,
 )
-from exigo.models.checkpoint import build_model, load_checkpoint, model_settings
+from exigo.models.checkpoint import build_model, load_checkpoint
 from exigo.models.training import fit
 
 
 def trained_model(images: torch.Tensor, labels: torch.Tensor, device: torch.device):
     """The default model after one epoch on the first 4,000 digits (enough for real maps)."""
     set_seed(0)
-    model = build_model("cnn", model_settings(ModelParams()), 10, 0.1307, 0.3081)
+    model = build_model("cnn"(ModelParams()), 10, 0.1307, 0.3081)
     fit(
         model,
         Split(images[:4000], labels[:4000]),

@@ -63,7 +63,7 @@ def study(name: str, trials: int, seed: int) -> dict:
         "trials": trials,
         "space": {
             "train.lr": {"type": "float", "low": 0.001, "high": 0.03, "log": True},
-            "model.dropout": {"type": "float", "low": 0.0, "high": 0.5},
+            "model.cnn.dropout": {"type": "float", "low": 0.0, "high": 0.5},
         },
         "sampler": {"name": "random", "seed": seed},
         "pruner": {"name": "none"},

@@ -35,7 +35,7 @@ from exigo.core.params import ModelParams, TrainParams
 from exigo.core.runtime import resolve_device, resolve_precision, set_seed
 from exigo.data.idx import SPLIT_FILES, IdxFile, parse_idx
 from exigo.data.splits import Split, to_input
-from exigo.models.checkpoint import build_model, model_settings
+from exigo.models.checkpoint import build_model
 from exigo.models.training import fit, predict
 
 MEAN, STD = 0.1307, 0.3081
@@ -67,7 +67,7 @@ def accuracy(model: nn.Module, test: Split, device: torch.device) -> float:
 
 def run_exigo(train: Split, test: Split, device: torch.device, args) -> list[dict]:
     set_seed(0)
-    model = build_model("cnn", model_settings(ModelParams()), 10, MEAN, STD)
+    model = build_model("cnn"(ModelParams()), 10, MEAN, STD)
     cfg = TrainParams(
         epochs=args.epochs or 5,
         batch_size=args.batch_size or 128,

@@ -26,10 +26,11 @@ from torchvision import transforms
 
 from exigo.core.outputs import write_json
 from exigo.core.params import ModelParams, TrainParams
+from exigo.core.registry import MODELS
 from exigo.core.runtime import resolve_device, set_seed
-from exigo.data.idx import load_mnist_sample
+from exigo.data.sources.mnist_sample import load_mnist_sample
 from exigo.data.splits import Split
-from exigo.models.checkpoint import MODELS, build_model, model_settings
+from exigo.models.checkpoint import build_model
 from exigo.models.training import fit, make_optimizer
 
 
@@ -49,7 +50,7 @@ class PILDigits(Dataset):
 
 def new_model(name: str, device: torch.device):
     set_seed(0)
-    return build_model(name, model_settings(ModelParams(name=name)), 10, 0.0, 1.0).to(device)
+    return build_model(name, ModelParams(name=name).settings, 10, 0.0, 1.0).to(device)
 
 
 def baseline(
@@ -107,7 +108,9 @@ def main() -> None:
     )
     ap.add_argument("--baseline-batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for the baseline")
-    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument(
+        "--models", nargs="+", default=list(MODELS.names()), choices=list(MODELS.names())
+    )
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
 

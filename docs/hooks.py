@@ -3,8 +3,8 @@
 A page asks for a generated part with a marker on a line of its own, `<!-- generated: params -->`.
 The params reference comes from the pydantic models in `exigo.core.params` (names, types, defaults,
 allowed values, the cross-key checks), with each key's help from its field description, else from
-its comment in params.yaml. Each list of names comes from one small function (`dataset_names`,
-`model_classes`, `saliency_methods`): when the names move to a registry, only those change.
+its comment in params.yaml. The lists of datasets, models and methods come from the registries
+(`exigo.core.registry`): each entry's name, module, settings and docstring.
 """
 
 from __future__ import annotations
@@ -30,28 +30,34 @@ if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))  # this checkout's exigo, not another installed copy
 
 
-# ---- the lists: one function each, the only places that know where the names live today ----
+# ---- the lists: read from the registries ----
 
 
-def dataset_names() -> tuple[str, ...]:
-    """The values `data.name` accepts."""
-    from exigo.core.params import DatasetName
+def _registry(kind: str) -> Any:
+    from exigo.core import registry
 
-    return get_args(DatasetName)
-
-
-def model_classes() -> dict[str, type]:
-    """The values `model.name` accepts, with the class each builds."""
-    from exigo.models.checkpoint import MODELS
-
-    return dict(MODELS)
+    return {r.kind: r for r in registry.REGISTRIES}[kind]
 
 
-def saliency_methods() -> tuple[str, ...]:
-    """The values `saliency.methods` accepts."""
-    from exigo.explain.faithfulness import METHODS
+def _settings_cell(entry: Any, parent: str) -> str:
+    """An entry's own keys with their defaults, as `section.key` = default."""
+    fields = entry.settings.model_fields
+    if not fields:
+        return "none"
+    section = f"{parent}.{entry.name}"
+    return "<br>".join(
+        f"`{section}.{key}` = `{json.dumps(f.get_default(call_default_factory=True))}`"
+        for key, f in fields.items()
+    )
 
-    return tuple(METHODS)
+
+PARENT = {"dataset": "data", "model": "model", "saliency method": "saliency"}
+PARENT["embedding method"] = "embed"
+
+
+def _module_link(entry: Any, root: str) -> str:
+    path = entry.module.replace(".", "/")
+    return f"`{path.removeprefix('exigo/')}.py`"
 
 
 # ---- the params reference ----
@@ -152,10 +158,20 @@ def _cell(text: str) -> str:
 
 
 def cross_key_checks(model: type) -> list[str]:
-    """The messages of the ValueErrors a section's validators raise: the rules between keys."""
-    tree = ast.parse(inspect.getsource(model))
-    messages = []
-    for node in ast.walk(tree):
+    """The messages of the ValueErrors a section's validators raise: the rules between keys
+    (a section built from a registry takes them from the class it extends)."""
+    from pydantic import BaseModel
+
+    sources = []
+    for cls in model.__mro__:
+        if isinstance(cls, type) and issubclass(cls, BaseModel) and cls is not BaseModel:
+            try:
+                sources.append(inspect.getsource(cls))
+            except (OSError, TypeError):  # made by create_model: no source of its own
+                continue
+            break
+    messages: list[str] = []
+    for node in (n for src in sources for n in ast.walk(ast.parse(src))):
         if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
             arg = node.exc.args[0]
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
@@ -275,61 +291,51 @@ def _summary(obj: Any) -> str:
 
 
 def datasets_table(root: str = "") -> str:
-    from exigo.data import datasets
-    from exigo.data import splits as data
-
-    rows = ["| `data.name` | classes | images | from | verified by |", "|---|---|---|---|---|"]
-    for name in dataset_names():
-        spec = datasets.BUILTIN.get(name)
-        if spec is not None:
-            counts = {f.split: f.count for f in spec.files}
-            images = f"{counts['train']:,} train, {counts['test']:,} test"
-            source = ", ".join(f"<{m}>" for m in spec.mirrors)
-            checks = "the archive's MD5" + (
-                ", or the SHA-256 of its decompressed content"
-                if all(f.sha256 for f in spec.files)
-                else ""
-            )
-            classes = ", ".join(spec.classes)
-        elif name == "mnist-sample":
-            images = f"all but the test split; a fixed, stratified {data.SAMPLE_TEST_SIZE:,} test"
-            source = _summary(datasets.load_mnist_sample)
-            checks = "shape and value range"
-            classes = ", ".join(datasets.BUILTIN["mnist"].classes)
-        else:  # idx: your own
-            images = "your four IDX files, 28×28"
-            source = "`data.source`: a folder or a URL"
-            checks = "`data.sha256` (optional), and the IDX structure"
-            classes = "`data.classes` (default 0 … 9)"
-        rows.append(f"| `{name}` | {classes} | {images} | {source} | {checks} |")
+    rows = ["| `data.name` | what | its settings | module |", "|---|---|---|---|"]
+    for e in _registry("dataset"):
+        rows.append(
+            f"| `{e.name}` | {_cell(e.summary)} | {_settings_cell(e, PARENT[e.kind])} | {_module_link(e, root)} |"
+        )
     return "\n".join(rows) + "\n"
 
 
 def models_table(root: str = "") -> str:
-    from exigo.core.params import ModelParams
-    from exigo.models.checkpoint import build_model, model_settings
+    from exigo.models.checkpoint import build_model
 
     rows = [
-        "| `model.name` | class | parameters (10 classes, default settings) | Grad-CAM layer | what |",
+        "| `model.name` | what | its settings | parameters (10 classes, defaults) | Grad-CAM layer |",
         "|---|---|---|---|---|",
     ]
-    for name, cls in model_classes().items():
-        model = build_model(name, model_settings(ModelParams(name=name)), 10, 0.0, 1.0)
+    for e in _registry("model"):
+        model = build_model(e.name, e.parse(), 10, 0.0, 1.0)
         n = sum(p.numel() for p in model.parameters())
-        ref = f"[`{cls.__name__}`]({root}api/models.md#{cls.__module__}.{cls.__name__})"
-        rows.append(f"| `{name}` | {ref} | {n:,} | `{cls.last_conv}` | {_cell(_summary(cls))} |")
+        rows.append(
+            f"| `{e.name}` | {_cell(e.summary)} | {_settings_cell(e, PARENT[e.kind])} | {n:,} | `{model.last_conv}` |"
+        )
     return "\n".join(rows) + "\n"
 
 
 def methods_table(root: str = "") -> str:
     from exigo.core.params import SaliencyParams
-    from exigo.explain.faithfulness import RANK_BY_MAGNITUDE
 
     default = SaliencyParams().methods
-    rows = ["| `saliency.methods` | pixels ranked by | in the default params |", "|---|---|---|"]
-    for name in saliency_methods():
-        rank = "magnitude, \\|map\\|" if name in RANK_BY_MAGNITUDE else "the signed map"
-        rows.append(f"| `{name}` | {rank} | {'yes' if name in default else 'no'} |")
+    rows = [
+        "| `saliency.methods` | what | its settings | pixels ranked by | in the defaults |",
+        "|---|---|---|---|---|",
+    ]
+    for e in _registry("saliency method"):
+        rank = "magnitude, \\|map\\|" if e.target.rank_by_magnitude else "the signed map"
+        rows.append(
+            f"| `{e.name}` | {_cell(e.summary)} | {_settings_cell(e, PARENT[e.kind])} | {rank} | "
+            f"{'yes' if e.name in default else 'no'} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def projections_table(root: str = "") -> str:
+    rows = ["| `embed.method` | what | its settings |", "|---|---|---|"]
+    for e in _registry("embedding method"):
+        rows.append(f"| `{e.name}` | {_cell(e.summary)} | {_settings_cell(e, PARENT[e.kind])} |")
     return "\n".join(rows) + "\n"
 
 
@@ -419,6 +425,7 @@ GENERATORS = {
     "datasets": datasets_table,
     "models": models_table,
     "saliency-methods": methods_table,
+    "embedding-methods": projections_table,
     "run": run_summary,
     "run-saliency": run_saliency,
     "run-embed": run_embed,

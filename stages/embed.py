@@ -62,7 +62,7 @@ def main() -> None:
     untrained, _ = extract_features(init, split, cfg.batch_size, device)
     start = time.perf_counter()
     xy, quality = map_space(
-        learned, labels, cfg.method, seed, cfg.perplexity, cfg.pca_dims, cfg.neighbors, cfg.folds
+        learned, labels, cfg.method, cfg.settings, seed, cfg.neighbors, cfg.folds
     )
     took = time.perf_counter() - start
     if quality["trustworthiness"] is None:

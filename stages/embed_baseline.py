@@ -42,9 +42,7 @@ def main() -> None:
         init, _ = load_checkpoint("models/init.pt", device)
         x, _ = extract_features(init, split, cfg.batch_size, device)
     labels = split.labels.numpy()
-    xy, quality = map_space(
-        x, labels, cfg.method, seed, cfg.perplexity, cfg.pca_dims, cfg.neighbors, cfg.folds
-    )
+    xy, quality = map_space(x, labels, cfg.method, cfg.settings, seed, cfg.neighbors, cfg.folds)
     if quality["trustworthiness"] is None:
         warn(f"embed: the {SPACES[space]} are the same for every test image: no map")
     write_csv(

@@ -134,8 +134,12 @@ def main() -> None:
             "Most-confused pairs: maps for\nthe true and the predicted class",
         )
 
-    write_csv(PLOTS / "deletion.csv", *curve_table(result.deletion, cfg.deletion_steps))
-    write_csv(PLOTS / "insertion.csv", *curve_table(result.insertion, cfg.deletion_steps))
+    write_csv(
+        PLOTS / "deletion.csv", *curve_table(result.deletion, cfg.methods, cfg.deletion_steps)
+    )
+    write_csv(
+        PLOTS / "insertion.csv", *curve_table(result.insertion, cfg.methods, cfg.deletion_steps)
+    )
     metrics = rounded(result.metrics(cfg.flag_correlation))
     write_json(Path("metrics/detail/saliency.json"), metrics)  # every method, every block
     write_json(Path("metrics/saliency.json"), rounded(result.headline(cfg.flag_correlation)))

@@ -24,7 +24,7 @@ from exigo.core.runtime import resolve_device, set_seed, warn
 from exigo.data.download import check_source
 from exigo.data.splits import load_dataset, to_input
 from exigo.evaluate.metrics import at_chance, constant_features
-from exigo.models.checkpoint import build_model, model_settings, save_checkpoint
+from exigo.models.checkpoint import build_model, save_checkpoint, settings_record
 from exigo.models.distributed import SINGLE, Group, check_launch, join, launch, launched, leave
 from exigo.models.live import LIVE_DIR, live_logger, log_epoch, set_summary
 from exigo.models.training import cpu_state, fit
@@ -84,7 +84,7 @@ def train(params: Params, group: Group = SINGLE) -> None:
     if group.main:  # once, not in every process
         check_source(params.data.source, data.meta.get("files"), Path("data") / params.data.name)
     norm = data.meta["normalization"]
-    settings = model_settings(params.model)
+    settings = params.model.settings  # the chosen model's own section, model.<name>
     set_seed(params.base.seed)
     model = build_model(params.model.name, settings, len(data.classes), norm["mean"], norm["std"])
     if not group.main:  # the other processes train their share and write nothing
@@ -97,7 +97,7 @@ def train(params: Params, group: Group = SINGLE) -> None:
         f"{params.model.name}: {n_params:,} parameters, {len(data.train):,} training images on {on}"
     )
     meta = {
-        "model": {"name": params.model.name, "settings": settings},
+        "model": {"name": params.model.name, "settings": settings_record(settings)},
         "classes": list(data.classes),
         "normalization": norm,
         "dataset": data.name,

@@ -186,15 +186,15 @@ def read_files(folder: Path) -> dict[str, bytes]:
 
 TINY_PARAMS = {
     "data": {"val_size": 0.2},
-    "model": {"channels": [4, 8], "hidden": 16, "dropout": 0.0},
+    "model": {"cnn": {"channels": [4, 8], "hidden": 16, "dropout": 0.0}},
     "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "device": "cpu"},
     "evaluate": {"batch_size": 64, "n_mistakes": 8, "n_confused": 3},
     "saliency": {
         "n_images": 4,
         "n_eval": 40,
         "n_randomization": 8,
-        "ig_steps": 4,
-        "smoothgrad_samples": 2,
+        "integrated_gradients": {"steps": 4},
+        "smoothgrad": {"samples": 2},
         "deletion_steps": 4,
         "batch_size": 64,
         "n_pairs": 2,
@@ -218,7 +218,7 @@ def make_project(dest: Path, params: dict, code: bool = True) -> Path:
             shutil.copytree(
                 ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
             )
-        for name in ("dvc.yaml", ".gitignore", "pyproject.toml", "uv.lock"):
+        for name in ("dvc.yaml", ".gitignore", ".dvcignore", "pyproject.toml", "uv.lock"):
             shutil.copy(ROOT / name, dest / name)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dest
@@ -287,7 +287,11 @@ STAGES = (
 @pytest.fixture
 def tiny_project(tmp_path, tiny_idx, stage_env) -> Path:
     """A project whose data/idx holds the tiny dataset (the download stage already run)."""
-    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    data = {
+        "name": "idx",
+        "source": str(tiny_idx.folder),
+        "idx": {"sha256": tiny_idx.payload_sha256},
+    }
     project = make_project(tmp_path / "proj", tiny_params(data=data), code=False)
     run_stage("download", project, stage_env)
     return project
@@ -339,6 +343,6 @@ def init_repo(project: Path, env: dict) -> Path:
 def repo(tmp_path, tiny_idx, mirror, stage_env):
     """A fresh git + DVC repo holding the project, its data served by a mirror on 127.0.0.1."""
     url = mirror.add("mnist", read_files(tiny_idx.folder))
-    data = {"name": "idx", "source": url, "sha256": tiny_idx.payload_sha256}
+    data = {"name": "idx", "source": url, "idx": {"sha256": tiny_idx.payload_sha256}}
     project = make_project(tmp_path / "exigo-e2e", tiny_params(data=data))
     return init_repo(project, stage_env), stage_env

@@ -51,7 +51,11 @@ def experiments(tmp_path_factory, tiny_idx):
     """A repo with a committed baseline and one experiment `lr-high`."""
     tmp = tmp_path_factory.mktemp("compare")
     env = make_env(tmp)
-    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    data = {
+        "name": "idx",
+        "source": str(tiny_idx.folder),
+        "idx": {"sha256": tiny_idx.payload_sha256},
+    }
     project = init_repo(make_project(tmp / "exigo-cmp", tiny_params(data=data)), env)
     dvc("repro", cwd=project, env=env)
     sh(["git", "add", "dvc.lock", "metrics", "plots"], project, env)
@@ -365,7 +369,11 @@ def test_tensorboard_projector_in_chromium(experiments):
 @pytest.mark.slow
 def test_queued_sweep_gives_one_run_per_experiment(tmp_path, tiny_idx):
     env = make_env(tmp_path)
-    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    data = {
+        "name": "idx",
+        "source": str(tiny_idx.folder),
+        "idx": {"sha256": tiny_idx.payload_sha256},
+    }
     project = init_repo(make_project(tmp_path / "exigo-sweep", tiny_params(data=data)), env)
     lrs = ["0.003", "0.01", "0.02", "0.05"]
     for lr in lrs:

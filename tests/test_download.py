@@ -21,6 +21,7 @@ from conftest import FILES, idx_bytes, make_project, read_files, tiny_params, wr
 
 from exigo.core.envvars import EnvError
 from exigo.core.errors import DownloadError
+from exigo.core.registry import DATASETS
 from exigo.data.download import (
     DEADLINE_ENV,
     Cache,
@@ -30,7 +31,12 @@ from exigo.data.download import (
     fetch_file,
     verify,
 )
-from exigo.data.idx import BUILTIN, DatasetSpec, IdxFile, custom_spec, load_mnist_sample
+from exigo.data.idx import DatasetSpec, IdxFile
+from exigo.data.sources.idx import IdxSettings
+from exigo.data.sources.idx import spec as custom_spec
+from exigo.data.sources.mnist_sample import load_mnist_sample
+
+BUILTIN = {e.name: e.meta["spec"] for e in DATASETS if "spec" in e.meta}  # the IDX catalogue
 
 
 def spec_for(tiny, mirrors=(), md5=True, sha256=True) -> DatasetSpec:
@@ -195,7 +201,7 @@ def test_cache_is_reused_and_a_damaged_copy_refetched(tiny_idx, mirror, tmp_path
 
 def test_checksum_mismatch_is_rejected(tiny_idx):
     other = {n: "0" * 64 for n in FILES.values()}
-    spec = custom_spec(None, other)
+    spec = custom_spec(IdxSettings(sha256=other))
     data = read_files(tiny_idx.folder)[FILES[("train", "labels")]]
     with pytest.raises(VerifyError, match="checksum mismatch"):
         verify(data, spec.files[1], 10)
@@ -235,7 +241,12 @@ def run_download(project, env):
 
 def test_download_stage_writes_stratified_splits(tiny_idx, mirror, tmp_path, stage_env):
     url = mirror.add("good", read_files(tiny_idx.folder))
-    data = {"name": "idx", "source": url, "val_size": 0.25, "sha256": tiny_idx.payload_sha256}
+    data = {
+        "name": "idx",
+        "source": url,
+        "val_size": 0.25,
+        "idx": {"sha256": tiny_idx.payload_sha256},
+    }
     project = make_project(tmp_path / "proj", tiny_params(data=data), code=False)
     result = run_download(project, stage_env)
     assert result.returncode == 0, result.stderr
@@ -390,7 +401,7 @@ def test_a_changed_local_folder_is_read_again_never_the_cache(tmp_path):
     """The cache is keyed by content: files changed in place in data.source are what you get."""
     folder = tmp_path / "mine"
     first = write_tiny_idx(folder, seed=0)
-    spec = custom_spec(None, None)
+    spec = custom_spec(IdxSettings())
     cache = tmp_path / "cache"
     assert_same(fetch_dataset(spec, source=str(folder), cache_dir=cache, log=quiet), first)
     second = write_tiny_idx(folder, seed=5)  # same names, new content

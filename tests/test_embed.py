@@ -16,6 +16,7 @@ import torch
 from conftest import make_env, make_project, run_stage, tiny_params
 from PIL import Image
 
+from exigo.core.registry import PROJECTIONS
 from exigo.data.splits import load_dataset
 from exigo.embed.projection import extract_features, pick_points, project, quality
 from exigo.models.checkpoint import load_checkpoint
@@ -27,7 +28,11 @@ def embedded(tmp_path_factory, tiny_idx):
     read it; the determinism test re-runs embed, which must write the same bytes)."""
     tmp = tmp_path_factory.mktemp("embedded")
     env = make_env(tmp)
-    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    data = {
+        "name": "idx",
+        "source": str(tiny_idx.folder),
+        "idx": {"sha256": tiny_idx.payload_sha256},
+    }
     project = make_project(tmp / "proj", tiny_params(data=data), code=False)
     for stage in (
         "download",
@@ -173,10 +178,12 @@ def clusters(n: int = 600, dims: int = 32, seed: int = 0):
     return (centers[labels] + rng.normal(0, 1, size=(n, dims))).astype(np.float32), labels
 
 
-@pytest.mark.parametrize("method", ["tsne", "pca"])
+@pytest.mark.parametrize("method", PROJECTIONS.names())
 def test_separated_clusters_score_high(method):
     x, labels = clusters()
-    low = project(x, method, seed=0, perplexity=30, pca_dims=20)
+    entry = PROJECTIONS.get(method)
+    settings = entry.parse({"perplexity": 30, "pca_dims": 20} if method == "tsne" else {})
+    low = project(x, method, seed=0, settings=settings)
     assert low.shape == (len(x), 2)
     q = quality(x, low, labels, k=10, folds=5, seed=0)
     assert q["knn_acc_2d"] > 0.95 and q["knn_acc_full"] > 0.95 and q["trustworthiness"] > 0.85
@@ -210,4 +217,5 @@ def test_bad_embed_params_give_the_clear_error(tmp_path, stage_env):
     project = make_project(tmp_path / "proj", tiny_params(embed={"method": "umap"}), code=False)
     result = run_stage("embed", project, stage_env, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "embed.method: input should be 'tsne' or 'pca' (got 'umap')" in result.stderr
+    names = " or ".join(f"'{n}'" for n in PROJECTIONS.names())  # pca, tsne
+    assert f"embed.method: input should be {names} (got 'umap')" in result.stderr

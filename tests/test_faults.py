@@ -37,7 +37,7 @@ def trained(tmp_path_factory) -> tuple[Path, dict]:
 
     tmp = tmp_path_factory.mktemp("faults")
     tiny = write_tiny_idx(tmp / "idx")
-    data = {"name": "idx", "source": str(tiny.folder), "sha256": tiny.payload_sha256}
+    data = {"name": "idx", "source": str(tiny.folder), "idx": {"sha256": tiny.payload_sha256}}
     project = make_project(tmp / "proj", tiny_params(data=data), code=False)
     env = make_env(tmp)
     cwd = Path.cwd()
@@ -319,7 +319,11 @@ def test_full_disk_while_evaluate_writes_its_plots(project, trained):
 
 @pytest.mark.slow  # the same atomic write as the checkpoint's
 def test_full_disk_while_download_writes_the_splits(tmp_path, stage_env, tiny_idx):
-    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    data = {
+        "name": "idx",
+        "source": str(tiny_idx.folder),
+        "idx": {"sha256": tiny_idx.payload_sha256},
+    }
     project = make_project(tmp_path / "proj", tiny_params(data=data), code=False)
     result = on_full_disk("download", project, stage_env, "data", "64k")
     line = _stage_line(result)
@@ -329,7 +333,7 @@ def test_full_disk_while_download_writes_the_splits(tmp_path, stage_env, tiny_id
 
 def test_full_download_cache_is_a_warning_naming_the_cache(tmp_path, stage_env, tiny_idx, mirror):
     url = mirror.add("good", read_files(tiny_idx.folder))
-    data = {"name": "idx", "source": url, "sha256": tiny_idx.payload_sha256}
+    data = {"name": "idx", "source": url, "idx": {"sha256": tiny_idx.payload_sha256}}
     project = make_project(tmp_path / "proj", tiny_params(data=data), code=False)
     cache = stage_env["EXIGO_CACHE_DIR"]
     result = on_full_disk("download", project, stage_env, cache, "8k")

@@ -145,7 +145,11 @@ def tracked(tmp_path_factory, tiny_idx) -> tuple[Path, dict]:
     """A project after the real pipeline, its run logged: `track` can run again at once."""
     tmp = tmp_path_factory.mktemp("track-faults")
     env = make_env(tmp)
-    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    data = {
+        "name": "idx",
+        "source": str(tiny_idx.folder),
+        "idx": {"sha256": tiny_idx.payload_sha256},
+    }
     project = make_project(tmp / "proj", tiny_params(data=data), code=False)
     for stage in ("download", *STAGES, "track"):
         run_stage(stage, project, env)
@@ -241,7 +245,11 @@ def test_a_sweep_file_outside_the_project(tmp_path):
 def test_exigo_sweep_runs_a_sweep_file_from_anywhere(tmp_path, tiny_idx):
     env = make_env(tmp_path)
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    data = {
+        "name": "idx",
+        "source": str(tiny_idx.folder),
+        "idx": {"sha256": tiny_idx.payload_sha256},
+    }
     train = {"epochs": 1, "batch_size": 32, "lr": 0.01, "device": "cpu"}
     saliency = {"methods": ["gradient"], "n_eval": 20, "n_randomization": 4, "n_pairs": 1}
     params = tiny_params(data=data, train=train, embed={"method": "pca"}, saliency=saliency)

@@ -35,13 +35,34 @@ def test_the_shipped_params_are_valid():
         ),
         (
             {"data": {"name": "cifar10"}},
-            "data.name: input should be 'mnist', 'fashion-mnist', 'kmnist', 'mnist-sample' or 'idx'",
+            "data.name: input should be 'fashion-mnist', 'idx', 'kmnist', 'mnist' or 'mnist-sample'",
         ),
         ({"data": {"name": "idx"}}, "name: idx needs source"),
         ({"data": {"val_size": 1.5}}, "val_size: a fraction below 1 or a whole count"),
-        ({"data": {"classes": ["a", "b"]}}, "classes and sha256 apply to name: idx only"),
-        ({"model": {"channels": [8]}}, "model.channels: expected more values (got 1)"),
-        ({"model": {"dropout": 1.0}}, "model.dropout: input should be less than 1"),
+        (
+            {"data": {"classes": ["a", "b"]}},
+            "data.classes: unknown key; section 'data' allows: name, source, val_size, idx",
+        ),
+        ({"data": {"idx": {"classes": ["a"]}}}, "data.idx.classes: tuple should have at least 2"),
+        (
+            {"data": {"idx": {"sha256": {"x.gz": "0"}}}},
+            "data.idx.sha256: unknown file(s) ['x.gz']; allowed: train-images-idx3-ubyte.gz",
+        ),
+        ({"model": {"cnn": {"channels": [8]}}}, "model.cnn.channels: expected more values (got 1)"),
+        ({"model": {"cnn": {"dropout": 1.0}}}, "model.cnn.dropout: input should be less than 1"),
+        # Each model's settings sit under its name: a bare key, or an unknown model's, is refused.
+        (
+            {"model": {"channels": [8, 8]}},
+            "model.channels: unknown key; section 'model' allows: name, cnn",
+        ),
+        ({"model": {"cnn3": {}}}, "model.cnn3: unknown key; section 'model' allows: name, cnn"),
+        ({"model": {"basic_cnn": {"hidden": 8}}}, "model.basic_cnn: unknown key"),
+        (
+            {"saliency": {"smoothgrad": {"samples": 0}}},
+            "saliency.smoothgrad.samples: input should be greater than or equal to 1 (got 0)",
+        ),
+        ({"saliency": {"ig_steps": 4}}, "saliency.ig_steps: unknown key"),
+        ({"embed": {"tsne": {"perplexity": 1}}}, "embed.tsne.perplexity: input should be greater"),
         (
             {"train": {"device": "tpu"}},
             "train.device: input should be 'auto', 'cpu', 'cuda' or 'mps'",
@@ -53,7 +74,7 @@ def test_the_shipped_params_are_valid():
         ),
         (
             {"saliency": {"methods": ["lime"]}},
-            "saliency.methods.0: input should be 'gradient', 'integrated_gradients', 'smoothgrad' or 'gradcam' (got 'lime')",
+            "saliency.methods.0: input should be 'gradcam', 'gradient', 'integrated_gradients' or 'smoothgrad' (got 'lime')",
         ),
         ({"saliency": {"methods": []}}, "saliency.methods: tuple should have at least 1 item"),
         ({"saliency": {"methods": ["gradcam", "gradcam"]}}, "methods: each method once"),
@@ -67,8 +88,8 @@ def test_the_shipped_params_are_valid():
         ),
         ({"train": {"weight_decay": float("inf")}}, "train.weight_decay: input should be a finite"),
         (
-            {"model": {"channels": [True, 8]}},
-            "model.channels.0: input should be a number, not true/false (got True)",
+            {"model": {"cnn": {"channels": [True, 8]}}},
+            "model.cnn.channels.0: input should be a number, not true/false (got True)",
         ),
         (
             {"train": {"nproc": 2, "batch_size": 1}},
@@ -93,20 +114,31 @@ def test_bad_value_names_key_and_allowed_values(raw, expected):
     assert expected in str(err.value)
 
 
-def _number_fields():
+def _number_fields(model=None, prefix=""):
+    """Every number key of params.yaml, the registry entries' own settings included."""
+    from pydantic import BaseModel
+
     from exigo.core.params import Params
 
-    for section, field in Params.model_fields.items():
-        for name, info in field.annotation.model_fields.items():
-            if info.annotation in (int, float, int | None, float | None):
-                yield f"{section}.{name}"
+    for name, info in (model or Params).model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            yield from _number_fields(info.annotation, f"{prefix}{info.alias or name}.")
+        elif info.annotation in (int, float, int | None, float | None):
+            yield f"{prefix}{name}"
 
 
 @pytest.mark.parametrize("key", list(_number_fields()))
 def test_a_boolean_is_not_a_number_anywhere(key):
-    section, name = key.split(".")
+    raw: dict = {}
+    *sections, name = key.split(".")
+    node = raw
+    for section in sections:
+        node = node.setdefault(section, {})
+    node[name] = True
+    if sections[0] == "data" and len(sections) > 1:
+        raw["data"] |= {"name": sections[1], "source": "/nowhere"}  # its own settings' dataset
     with pytest.raises(ParamsError, match=rf"^params.yaml: {key}: input should be a number, not"):
-        parse_params({section: {name: True}})
+        parse_params(raw)
 
 
 def test_saliency_target_true_may_be_a_yaml_boolean():  # `-S saliency.target=true` writes one

@@ -51,7 +51,7 @@ def built(tmp_path_factory, tiny_idx):
     env = make_env(tmp)
     with serve_mirror(tmp / "www") as mirror:
         url = mirror.add("mnist", read_files(tiny_idx.folder))
-        data = {"name": "idx", "source": url, "sha256": tiny_idx.payload_sha256}
+        data = {"name": "idx", "source": url, "idx": {"sha256": tiny_idx.payload_sha256}}
         yield init_repo(make_project(tmp / "exigo-e2e", tiny_params(data=data)), env), env
 
 

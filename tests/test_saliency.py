@@ -12,9 +12,10 @@ from conftest import make_digits, make_project, run_stage, tiny_params
 from PIL import Image
 from torch import nn
 
+from exigo.core.errors import ExigoError
 from exigo.core.params import SaliencyParams
+from exigo.core.registry import SALIENCY_METHODS
 from exigo.explain.faithfulness import (
-    METHODS,
     RANDOM,
     attribute,
     auc,
@@ -28,9 +29,12 @@ from exigo.explain.faithfulness import (
     spearman_rows,
 )
 from exigo.explain.figures import DPI, grid_figsize
-from exigo.models.checkpoint import CNN
+from exigo.models.checkpoint import build_model
+from exigo.models.layers import Classifier
 
-CFG = SaliencyParams(ig_steps=32, smoothgrad_samples=4, batch_size=64)
+METHODS = SALIENCY_METHODS.names()
+
+CFG = SaliencyParams(integrated_gradients={"steps": 32}, smoothgrad={"samples": 4}, batch_size=64)
 
 
 def linear_model(weight: torch.Tensor) -> nn.Module:
@@ -41,9 +45,10 @@ def linear_model(weight: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
-def tiny_cnn(seed: int = 0) -> CNN:
+def tiny_cnn(seed: int = 0) -> Classifier:
     torch.manual_seed(seed)
-    return CNN(num_classes=10, mean=0.13, std=0.3, channels=(4, 8), hidden=16, dropout=0.0).eval()
+    settings = {"channels": [4, 8], "hidden": 16, "dropout": 0.0}
+    return build_model("cnn", settings, 10, 0.13, 0.3).eval()
 
 
 def block_oracle() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -81,7 +86,7 @@ def test_integrated_gradients_are_complete():
     """The attributions sum to the logit's difference between the image and the black baseline."""
     model, x = tiny_cnn(), torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(2))
     target = torch.tensor([0, 4, 5, 9])
-    cfg = CFG.model_copy(update={"ig_steps": 256, "batch_size": 1024})  # close to exact
+    cfg = SaliencyParams(integrated_gradients={"steps": 256}, batch_size=1024)  # close to exact
     maps = attribute(model, x, target, "integrated_gradients", cfg)
     with torch.no_grad():
         gap = (model(x) - model(torch.zeros_like(x))).gather(1, target[:, None])[:, 0]
@@ -135,17 +140,29 @@ def test_a_randomised_model_gives_low_rank_correlation():
 
 def test_metrics_are_deterministic_for_a_seed():
     model, x = tiny_cnn(), torch.from_numpy(make_digits(16, seed=5)[0]).float().div(255)[:, None]
-    cfg = SaliencyParams(n_randomization=4, ig_steps=4, smoothgrad_samples=2, deletion_steps=4)
+    cfg = SaliencyParams(
+        n_randomization=4,
+        integrated_gradients={"steps": 4},
+        smoothgrad={"samples": 2},
+        deletion_steps=4,
+    )
     cls = model(x).argmax(1)
     first, second = (evaluate_maps(model, x, cls, cfg, seed=7).metrics(0.5) for _ in range(2))
     assert first == second
     assert evaluate_maps(model, x, cls, cfg, seed=8).metrics(0.5) != first  # the seed matters
 
 
-def test_curve_table_keeps_a_column_for_every_method():
-    header, rows = curve_table({"gradcam": np.array([1.0, 0.5, 0.0]), RANDOM: np.ones(3)}, 2)
-    assert header == ["fraction", *METHODS, RANDOM]
-    assert rows[1] == [0.25, "", "", "", 0.5, 1.0]  # fractions are (i / steps)^2
+def test_curve_table_is_long_with_the_method_in_a_column():
+    curves = {"gradcam": np.array([1.0, 0.5, 0.0]), RANDOM: np.ones(3)}
+    header, rows = curve_table(curves, ["gradcam"], 2)
+    assert header == ["method", "fraction", "probability"]
+    assert rows[1] == ["gradcam", 0.25, 0.5]  # fractions are (i / steps)^2
+    assert [r[0] for r in rows] == ["gradcam"] * 3 + [RANDOM] * 3
+
+
+def test_a_listed_method_without_a_curve_is_an_error_not_a_missing_series():
+    with pytest.raises(ExigoError, match="no curve for method.*smoothgrad"):
+        curve_table({"gradcam": np.ones(3), RANDOM: np.ones(3)}, ["gradcam", "smoothgrad"], 2)
 
 
 def test_images_are_one_per_class_and_seeded():
@@ -207,8 +224,12 @@ def test_stage_outputs(tiny_project, stage_env):
     }
     for name in ("deletion", "insertion"):
         lines = (tiny_project / f"plots/saliency/{name}.csv").read_text().splitlines()
-        assert lines[0] == ",".join(["fraction", *METHODS, RANDOM])
-        assert len(lines) == 1 + cfg.deletion_steps + 1
+        assert lines[0] == "method,fraction,probability"
+        assert len(lines) == 1 + (len(cfg.methods) + 1) * (cfg.deletion_steps + 1)
+        assert [line.split(",")[0] for line in lines[1 :: cfg.deletion_steps + 1]] == [
+            *cfg.methods,
+            RANDOM,
+        ]
 
 
 def test_bad_params_give_one_clear_line(tmp_path, stage_env):
@@ -217,8 +238,9 @@ def test_bad_params_give_one_clear_line(tmp_path, stage_env):
     result = run_stage("saliency", project, stage_env, check=False)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: params.yaml: saliency.methods.1: input should be 'gradient', "
-        "'integrated_gradients', 'smoothgrad' or 'gradcam' (got 'lime')"
+        "error: params.yaml: saliency.methods.1: input should be "
+        + ", ".join(f"'{m}'" for m in METHODS[:-1])
+        + f" or '{METHODS[-1]}' (got 'lime')"
     )
     assert not (project / "metrics").exists() and not (project / "plots").exists()
 

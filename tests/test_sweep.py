@@ -354,7 +354,11 @@ SWEEP = {
 
 
 def sweep_params(tiny_idx) -> dict:
-    data = {"name": "idx", "source": str(tiny_idx.folder), "sha256": tiny_idx.payload_sha256}
+    data = {
+        "name": "idx",
+        "source": str(tiny_idx.folder),
+        "idx": {"sha256": tiny_idx.payload_sha256},
+    }
     saliency = {"methods": ["gradient"], "n_eval": 20, "n_randomization": 4, "n_pairs": 1}
     train = {"epochs": 1, "batch_size": 32, "lr": 0.01, "device": "cpu"}
     return tiny_params(data=data, train=train, embed={"method": "pca"}, saliency=saliency)

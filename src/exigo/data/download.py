@@ -34,7 +34,15 @@ import numpy as np
 from exigo.core.envvars import read_env
 from exigo.core.errors import DownloadError
 from exigo.core.outputs import WriteError, human_size, write_bytes
-from exigo.data.idx import DatasetSpec, IdxFile, IdxFormatError, local_names, parse_idx
+from exigo.data.idx import (
+    SPLIT_FILES,
+    DatasetSpec,
+    IdxFile,
+    IdxFormatError,
+    local_names,
+    parse_idx,
+)
+from exigo.data.raw import RawDataset
 
 TIMEOUT_S = 60  # a connection that sends nothing for this long is dropped
 DEADLINE_ENV = "EXIGO_DOWNLOAD_DEADLINE"
@@ -366,6 +374,23 @@ def fetch_dataset(
             " their payload sha256 are recorded in meta.json"
         )
     return files
+
+
+def load_idx(dataset: DatasetSpec, source: str | None, log: Log = print) -> RawDataset:
+    """An IDX dataset's four files, fetched and verified, as the arrays a dataset entry returns;
+    what was read is recorded by content (not by where it came from, so that the cache, a mirror
+    and a local copy of the same files give the same meta.json)."""
+    log(f"{dataset.name}: fetching {len(dataset.files)} files")
+    files = fetch_dataset(dataset, source, log=log)  # verified; images and labels paired
+    checked = {
+        name: {
+            "sha256": files[key].sha256,  # of the decompressed IDX file
+            "checked": "checksum" if files[key].pinned else "structure only",
+        }
+        for key, name in SPLIT_FILES.items()
+    }
+    arrays = (files[key].array for key in SPLIT_FILES)
+    return RawDataset(*arrays, classes=dataset.classes, files=checked)
 
 
 def check_source(source: str | None, recorded: dict | None, data_dir: Path) -> None:

@@ -13,8 +13,6 @@ from exigo.core.errors import ExigoError
 from exigo.core.outputs import load_torch, read_json, require, save_torch, unreadable, write_json
 
 SPLITS = ("train", "val", "test")
-SAMPLE_TEST_SIZE = 1000  # mnist-sample has no official test split: a fixed, stratified one
-SAMPLE_TEST_SEED = 0  # fixed on purpose: the test split never moves with base.seed
 
 
 @dataclass(frozen=True)
@@ -78,11 +76,6 @@ def build_splits(
         "val": split(train_images[val], train_labels[val]),
         "test": split(test_images, test_labels),
     }
-
-
-def sample_test_split(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """mnist-sample: (train_idx, test_idx) with a fixed, stratified 1,000-image test split."""
-    return stratified_split(labels, SAMPLE_TEST_SIZE, SAMPLE_TEST_SEED)
 
 
 def describe(splits: dict[str, Split], classes: tuple[str, ...]) -> dict:

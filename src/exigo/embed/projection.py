@@ -1,7 +1,6 @@
 """Projection embeddings of penultimate features, and numbers that say how good a map is.
 
-t-SNE is openTSNE's FFT-accelerated implementation after PCA to `pca_dims`; PCA is scikit-learn's.
-Quality numbers are scikit-learn's: trustworthiness of the 2-D map, k-NN accuracy (stratified
+The projections themselves are registry entries (`exigo.embed.methods`: t-SNE, PCA). Quality numbers are scikit-learn's: trustworthiness of the 2-D map, k-NN accuracy (stratified
 k-fold) in the map and in the full space, and the silhouette score by true label.
 """
 
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 
 from exigo.core.errors import ExigoError
+from exigo.core.registry import PROJECTIONS, EntrySettings
 from exigo.data.splits import Split, batches
 from exigo.evaluate.metrics import constant_features
 
@@ -34,23 +34,12 @@ def extract_features(
 
 
 def project(
-    x: np.ndarray, method: str, seed: int, perplexity: float = 30.0, pca_dims: int = 50
+    x: np.ndarray, method: str, seed: int, settings: EntrySettings | None = None
 ) -> np.ndarray:
-    """(N, D) -> (N, 2) with `tsne` (PCA first) or `pca`; deterministic for a seed."""
-    from sklearn.decomposition import PCA
-
-    x = np.asarray(x, dtype=np.float32)
-    if method == "pca":
-        return PCA(n_components=2, random_state=seed).fit_transform(x).astype(np.float32)
-    from openTSNE import TSNE
-
-    dims = min(pca_dims, x.shape[1], x.shape[0])
-    reduced = PCA(n_components=dims, random_state=seed).fit_transform(x) if dims < x.shape[1] else x
-    perplexity = min(perplexity, (len(x) - 1) / 3)  # openTSNE's limit for small sets
-    # One thread: deterministic, and immune to the stalls that a busy second core causes in
-    # openTSNE's thread barriers (measured: 2 threads were no faster on 2 cores).
-    tsne = TSNE(perplexity=perplexity, random_state=seed, n_jobs=1, verbose=False)
-    return np.asarray(tsne.fit(np.ascontiguousarray(reduced, dtype=np.float64)), dtype=np.float32)
+    """(N, D) -> (N, 2) with the registered projection `method` (its default settings when None);
+    deterministic for a seed."""
+    entry = PROJECTIONS.get(method)
+    return entry.target(np.asarray(x, dtype=np.float32), settings or entry.parse(), seed)
 
 
 def knn_accuracy(x: np.ndarray, labels: np.ndarray, k: int, folds: int, seed: int) -> float:
@@ -96,9 +85,8 @@ def map_space(
     x: np.ndarray,
     labels: np.ndarray,
     method: str,
+    settings: EntrySettings,
     seed: int,
-    perplexity: float,
-    pca_dims: int,
     k: int,
     folds: int,
 ) -> tuple[np.ndarray, dict[str, float | None]]:
@@ -106,7 +94,7 @@ def map_space(
     ReLUs all died, or one that learned nothing) have no map: zeros, and None for every number."""
     if constant_features(x):
         return np.zeros((len(x), 2), dtype=np.float32), dict.fromkeys(QUALITY)
-    xy = project(x, method, seed, perplexity, pca_dims)
+    xy = project(x, method, seed, settings)
     return xy, quality(x, xy, labels, k, folds, seed)
 
 

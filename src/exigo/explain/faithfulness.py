@@ -19,12 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from exigo.core.errors import ExigoError
 from exigo.core.params import SaliencyParams
+from exigo.core.registry import SALIENCY_METHODS
+from exigo.explain.method import SaliencyMethod
 
-METHODS = ("gradient", "integrated_gradients", "smoothgrad", "gradcam")
-# Gradient-type maps measure sensitivity, whose sign says nothing about evidence: their pixels are
-# ranked by magnitude. Integrated Gradients and Grad-CAM are signed evidence for the target.
-RANK_BY_MAGNITUDE = frozenset({"gradient", "smoothgrad"})
 RANDOM = "random"  # the pixel order every method should beat
 
 
@@ -43,41 +42,9 @@ class _FrozenWeights:
             p.requires_grad_(True)
 
 
-def _attribute_chunk(
-    model: nn.Module, x: torch.Tensor, target: torch.Tensor, method: str, cfg: SaliencyParams
-) -> torch.Tensor:
-    """(B, 1, 28, 28) inputs, (B,) targets -> (B, 28, 28) maps, one Captum call."""
-    from captum.attr import (
-        IntegratedGradients,
-        LayerAttribution,
-        LayerGradCam,
-        NoiseTunnel,
-        Saliency,
-    )
-
-    x = x.clone().requires_grad_(True)
-    if method == "gradient":
-        attr = Saliency(model).attribute(x, target=target, abs=False)
-    elif method == "integrated_gradients":
-        attr = IntegratedGradients(model).attribute(
-            x, baselines=torch.zeros_like(x), target=target, n_steps=cfg.ig_steps
-        )
-    elif method == "smoothgrad":
-        attr = NoiseTunnel(Saliency(model)).attribute(
-            x,
-            nt_type="smoothgrad",
-            nt_samples=cfg.smoothgrad_samples,
-            stdevs=cfg.smoothgrad_noise,
-            target=target,
-            abs=False,
-        )
-    elif method == "gradcam":
-        layer = model.get_submodule(model.last_conv)
-        cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
-        attr = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
-    else:
-        raise ValueError(f"unknown saliency method {method!r}; allowed: {', '.join(METHODS)}")
-    return attr.detach()[:, 0]  # (B, 28, 28)
+def method_for(name: str, cfg: SaliencyParams) -> SaliencyMethod:
+    """The registered method `name` with its own settings (saliency.<name>)."""
+    return SALIENCY_METHODS.get(name).target(cfg.settings_of(name))
 
 
 def attribute(
@@ -88,26 +55,32 @@ def attribute(
     cfg: SaliencyParams,
     seed: int = 0,
 ) -> torch.Tensor:
-    """Maps of `method` for inputs x (N, 1, 28, 28) in [0, 1] and targets (N,): (N, 28, 28) on
-    the CPU. Batched so that each forward pass holds about cfg.batch_size images (an Integrated
-    Gradients or SmoothGrad call expands each image into ig_steps or smoothgrad_samples copies)."""
-    expand = {"integrated_gradients": cfg.ig_steps, "smoothgrad": cfg.smoothgrad_samples}
-    chunk = max(1, cfg.batch_size // expand.get(method, 1))
+    """Maps of `method` for inputs x (N, C, H, W) in [0, 1] and targets (N,): (N, H, W) on the
+    CPU, summed over channels. Batched so that each forward pass holds about cfg.batch_size images
+    (an Integrated Gradients or SmoothGrad call expands each image into several copies)."""
+    impl = method_for(method, cfg)
+    chunk = max(1, cfg.batch_size // impl.copies)
     device = next(model.parameters()).device
-    if method == "smoothgrad":
-        torch.manual_seed(seed)  # NoiseTunnel draws its noise from the global generator
+    if impl.seeded:
+        torch.manual_seed(seed)
     out = []
     with _FrozenWeights(model):
         for start in range(0, len(x), chunk):
-            xb = x[start : start + chunk].to(device)
+            xb = x[start : start + chunk].to(device).clone().requires_grad_(True)
             tb = target[start : start + chunk].to(device)
-            out.append(_attribute_chunk(model, xb, tb, method, cfg).cpu())
+            attr = impl.attribute(model, xb, tb).detach()
+            if attr.dim() != 4 or attr.shape[0] != len(xb) or attr.shape[2:] != xb.shape[2:]:
+                raise ValueError(
+                    f"saliency method {method!r} returned shape {tuple(attr.shape)} for inputs "
+                    f"{tuple(xb.shape)}: expected (B, C, H, W) or (B, 1, H, W)"
+                )
+            out.append(attr.sum(1).cpu())
     return torch.cat(out) if out else torch.empty(0, *x.shape[-2:])
 
 
 def ranking_score(maps: torch.Tensor, method: str) -> torch.Tensor:
     """What orders the pixels of a map, most important first: |map| or the signed map."""
-    return maps.abs() if method in RANK_BY_MAGNITUDE else maps
+    return maps.abs() if SALIENCY_METHODS.get(method).target.rank_by_magnitude else maps
 
 
 def pixel_order(
@@ -453,13 +426,22 @@ def confused_pair_maps(
     )
 
 
-def curve_table(curves: dict[str, np.ndarray], steps: int) -> tuple[list[str], list[list]]:
-    """Mean curves as a wide table for DVC: [fraction, every method, random], one row per step.
-    A method that was not run keeps its column, empty: dvc.yaml's plots name every column, and
-    DVC draws nothing at all for a plot with a missing column."""
-    names = [*METHODS, RANDOM]
+def curve_table(
+    curves: dict[str, np.ndarray], methods: Sequence[str], steps: int
+) -> tuple[list[str], list[list]]:
+    """Mean curves in long form for DVC, MLflow and compare: [method, fraction, probability], one
+    row per method and step, the methods in params order and then the random order. The method is
+    a column, so dvc.yaml declares the plot once; a method in `methods` without a curve is an
+    error, never a silently missing series."""
+    missing = [m for m in (*methods, RANDOM) if m not in curves]
+    if missing:
+        raise ExigoError(
+            f"saliency: no curve for method(s) {', '.join(missing)} listed in saliency.methods; "
+            "its module's attribute() returned nothing for them"
+        )
     rows = [
-        [round(float(f), 6), *(round(float(curves[m][i]), 6) if m in curves else "" for m in names)]
+        [m, round(float(f), 6), round(float(curves[m][i]), 6)]
+        for m in (*methods, RANDOM)
         for i, f in enumerate(fractions(steps))
     ]
-    return ["fraction", *names], rows
+    return ["method", "fraction", "probability"], rows

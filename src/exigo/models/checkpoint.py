@@ -1,9 +1,4 @@
-"""Classifiers for 28x28 grey images, and their checkpoints.
-
-Every model takes inputs in [0, 1] shaped (B, 1, 28, 28), normalises them itself (so saliency
-maps are gradients with respect to the real pixels), returns logits, exposes its penultimate
-features through `features()`, and names its last conv layer in `last_conv` for Grad-CAM.
-"""
+"""Checkpoints: the weights plus everything needed to rebuild the model from the registry."""
 
 from __future__ import annotations
 
@@ -11,127 +6,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from exigo.core.errors import ExigoError
 from exigo.core.outputs import load_torch, require, save_torch, unreadable
+from exigo.core.registry import MODELS, EntrySettings
+from exigo.models.layers import Classifier
 
 CHECKPOINT_FORMAT = "exigo-checkpoint/1"
 
 
-class Normalize(nn.Module):
-    def __init__(self, mean: float, std: float) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
-class Classifier(nn.Module):
-    last_conv: str  # dotted module name of the last conv layer (Grad-CAM's target)
-
-    def __init__(self, mean: float, std: float) -> None:
-        super().__init__()
-        self.normalize = Normalize(mean, std)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 28, 28) in [0, 1] -> (B, D) penultimate features."""
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))  # (B, num_classes) logits
-
-
-class BasicCNN(Classifier):
-    """The original design: four 3x3 valid convs, 1->10->7->5->1 channels, then Linear 400->10.
-
-    One change from the original: no ReLU after the last conv. Its single channel is the whole
-    400-d embedding, and with a ReLU there one seed in seven (42 included) started with all 400
-    features at exactly zero for every image: no gradient reaches the convs and the model never
-    learns (accuracy stays at chance). The linear head needs no ReLU in front of it.
-    """
-
-    last_conv = "conv4"
-
-    def __init__(self, num_classes: int = 10, mean: float = 0.0, std: float = 1.0) -> None:
-        super().__init__(mean, std)
-        self.conv1 = nn.Conv2d(1, 10, 3)  # 28 -> 26
-        self.conv2 = nn.Conv2d(10, 7, 3)  # 26 -> 24
-        self.conv3 = nn.Conv2d(7, 5, 3)  # 24 -> 22
-        self.conv4 = nn.Conv2d(5, 1, 3)  # 22 -> 20
-        self.head = nn.Linear(400, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.normalize(x)
-        for conv in (self.conv1, self.conv2, self.conv3):
-            x = torch.relu(conv(x))
-        return self.conv4(x).flatten(1)  # (B, 400)
-
-
-def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
-    )
-
-
-class CNN(Classifier):
-    """Pool-early CNN: conv-BN-ReLU-pool twice, then a hidden layer. ~0.4M params, ~8 MFLOP per
-    image forward: quick on two CPU cores, >99 % on MNIST in a few epochs."""
-
-    last_conv = "conv2"
-
-    def __init__(
-        self,
-        num_classes: int = 10,
-        mean: float = 0.0,
-        std: float = 1.0,
-        channels: tuple[int, int] = (32, 64),
-        hidden: int = 128,
-        dropout: float = 0.25,
-    ) -> None:
-        super().__init__(mean, std)
-        c1, c2 = channels
-        self.conv1 = _conv_block(1, c1)  # (B, c1, 28, 28)
-        self.conv2 = _conv_block(c1, c2)  # (B, c2, 14, 14)
-        self.pool = nn.MaxPool2d(2)
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU())
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.conv1(self.normalize(x)))  # (B, c1, 14, 14)
-        x = self.pool(self.conv2(x))  # (B, c2, 7, 7)
-        return self.fc(x)  # (B, hidden)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.features(x)))
-
-
-MODELS: dict[str, type[Classifier]] = {"cnn": CNN, "basic_cnn": BasicCNN}
-
-
-def model_settings(params: Any) -> dict[str, Any]:
-    """The constructor settings a model takes from the `model` params section."""
-    if params.name == "cnn":
-        return {
-            "channels": list(params.channels),
-            "hidden": params.hidden,
-            "dropout": params.dropout,
-        }
-    return {}
-
-
 def build_model(
-    name: str, settings: dict[str, Any], num_classes: int, mean: float, std: float
+    name: str, settings: EntrySettings | dict[str, Any], num_classes: int, mean: float, std: float
 ) -> Classifier:
-    if name not in MODELS:
-        raise ExigoError(f"model.name: unknown model '{name}'; allowed: {', '.join(MODELS)}")
-    kwargs = dict(settings)
-    if "channels" in kwargs:
-        kwargs["channels"] = tuple(kwargs["channels"])
-    return MODELS[name](num_classes=num_classes, mean=mean, std=std, **kwargs)
+    """The registered model `name` with its settings (an EntrySettings, or a checkpoint's dict)."""
+    entry = MODELS.get(name)
+    if not isinstance(settings, EntrySettings):
+        try:
+            settings = entry.parse(settings)
+        except ValueError as exc:
+            raise ExigoError(f"model.{entry.key}: {' '.join(str(exc).split())}") from None
+    return entry.target(settings, num_classes=num_classes, mean=mean, std=std)
+
+
+def settings_record(settings: EntrySettings) -> dict[str, Any]:
+    """A model's settings as the checkpoint keeps them (plain lists and numbers)."""
+    return settings.model_dump(mode="json")
 
 
 def save_checkpoint(path: Path | str, state: dict[str, torch.Tensor], **meta: Any) -> None:

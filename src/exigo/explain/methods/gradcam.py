@@ -1,0 +1,17 @@
+"""gradcam: Grad-CAM on the model's last conv layer (Selvaraju et al. 2017, Captum), upsampled to
+the image; signed evidence for the target class, coarse by design."""
+
+from __future__ import annotations
+
+from exigo.core.registry import SALIENCY_METHODS
+from exigo.explain.method import SaliencyMethod
+
+
+@SALIENCY_METHODS.register("gradcam")
+class GradCam(SaliencyMethod):
+    def attribute(self, model, x, target):
+        from captum.attr import LayerAttribution, LayerGradCam
+
+        layer = model.get_submodule(model.last_conv)
+        cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
+        return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")

@@ -36,7 +36,7 @@ from exigo.models.training import fit
 
 def run(way: str, train: Split, val: Split, cfg: TrainParams, out: Path) -> float:
     set_seed(0)
-    model = build_model("cnn"(ModelParams()), 10, 0.13, 0.31)
+    model = build_model("cnn", ModelParams().settings, 10, 0.13, 0.31)
     start = time.perf_counter()
     if way == "plain":
         fit(model, train, val, cfg, 0, torch.device("cpu"))

@@ -43,7 +43,7 @@ from exigo.models.training import fit
 def trained_model(images: torch.Tensor, labels: torch.Tensor, device: torch.device):
     """The default model after one epoch on the first 4,000 digits (enough for real maps)."""
     set_seed(0)
-    model = build_model("cnn"(ModelParams()), 10, 0.1307, 0.3081)
+    model = build_model("cnn", ModelParams().settings, 10, 0.1307, 0.3081)
     fit(
         model,
         Split(images[:4000], labels[:4000]),

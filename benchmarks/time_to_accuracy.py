@@ -67,7 +67,7 @@ def accuracy(model: nn.Module, test: Split, device: torch.device) -> float:
 
 def run_exigo(train: Split, test: Split, device: torch.device, args) -> list[dict]:
     set_seed(0)
-    model = build_model("cnn"(ModelParams()), 10, MEAN, STD)
+    model = build_model("cnn", ModelParams().settings, 10, MEAN, STD)
     cfg = TrainParams(
         epochs=args.epochs or 5,
         batch_size=args.batch_size or 128,

@@ -55,7 +55,10 @@ def test_the_shipped_params_are_valid():
             {"model": {"channels": [8, 8]}},
             "model.channels: unknown key; section 'model' allows: name, cnn",
         ),
-        ({"model": {"cnn3": {}}}, "model.cnn3: unknown key; section 'model' allows: name, cnn"),
+        (
+            {"model": {"cnn4": {}}},
+            "model.cnn4: unknown key; section 'model' allows: name, cnn, cnn3",
+        ),
         ({"model": {"basic_cnn": {"hidden": 8}}}, "model.basic_cnn: unknown key"),
         (
             {"saliency": {"smoothgrad": {"samples": 0}}},
@@ -74,7 +77,7 @@ def test_the_shipped_params_are_valid():
         ),
         (
             {"saliency": {"methods": ["lime"]}},
-            "saliency.methods.0: input should be 'gradcam', 'gradient', 'integrated_gradients' or 'smoothgrad' (got 'lime')",
+            "saliency.methods.0: input should be 'gradcam', 'gradient', 'integrated_gradients', 'occlusion' or 'smoothgrad' (got 'lime')",
         ),
         ({"saliency": {"methods": []}}, "saliency.methods: tuple should have at least 1 item"),
         ({"saliency": {"methods": ["gradcam", "gradcam"]}}, "methods: each method once"),

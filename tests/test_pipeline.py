@@ -10,6 +10,7 @@ from importlib import metadata
 
 import numpy as np
 import pytest
+import yaml
 from conftest import (
     PIPELINE,
     ROOT,
@@ -287,9 +288,10 @@ class TestPipeline:
         assert sorted(rev for e in images for rev in e["revisions"]) == ["HEAD", "lr-high"]
         # One line per saliency method (and the random order), per revision.
         (deletion,) = plots["deletion"]
-        lines = {(r["rev"], r["field"]) for r in deletion["content"]["data"]["values"]}
-        methods = ("gradient", "integrated_gradients", "smoothgrad", "gradcam", "random")
-        assert lines == {(rev, m) for rev in ("HEAD", "lr-high") for m in methods}
+        lines = {(r["rev"], r["method"]) for r in deletion["content"]["data"]["values"]}
+        methods = (*yaml.safe_load((project / "params.yaml").read_text())["saliency"]["methods"],)
+        assert lines == {(rev, m) for rev in ("HEAD", "lr-high") for m in (*methods, "random")}
+        assert deletion["content"]["encoding"]["color"]["field"] == "method"  # long form
         assert "plots/saliency/images/gradient.png" in plots
         # The README's everyday `dvc exp show` fits a 120-column terminal, headers whole.
         readme = (ROOT / "README.md").read_text()
@@ -377,7 +379,7 @@ def test_exp_show_follows_a_running_experiment(repo, how):
 
     project, env = repo
     epochs = 60  # tiny data: long enough to catch it mid-training
-    args = ["exp", "run", "-S", f"train.epochs={epochs}", "-S", "model.channels=[32,64]"]
+    args = ["exp", "run", "-S", f"train.epochs={epochs}", "-S", "model.cnn.channels=[32,64]"]
     dvc_exe = shutil.which("dvc")
     if how == "queue":
         dvc(*args, "--queue", "-n", "live-q", cwd=project, env=env)

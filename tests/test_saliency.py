@@ -253,3 +253,14 @@ def test_blank_gradcam_maps_are_explained_on_the_figure():
     maps[2] = 0.0
     assert _notes("gradcam", maps) == {2: BLANK_GRADCAM}
     assert _notes("gradient", maps) == {}
+
+
+def test_occlusion_of_a_linear_model_is_the_windowed_weight_times_the_pixels():
+    """For a linear model, occluding a window drops the logit by the window's weight x pixel sum:
+    with a 1-pixel window, the map is exactly weight * x."""
+    weight = torch.randn(10, 28 * 28, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(3, 1, 28, 28)
+    target = torch.tensor([1, 4, 9])
+    cfg = SaliencyParams(occlusion={"window": 1, "stride": 1})
+    maps = attribute(linear_model(weight), x, target, "occlusion", cfg)
+    torch.testing.assert_close(maps, weight[target].reshape(3, 28, 28) * x[:, 0])

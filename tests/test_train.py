@@ -303,3 +303,12 @@ def test_an_interrupted_or_killed_train_leaves_the_previous_model_and_metrics(
     ]
     assert _train_outputs(tiny_project) == first
     assert not (tiny_project / ".exigo/train-previous").exists()
+
+
+def test_cnn3_takes_its_own_settings():
+    from exigo.core.params import Params
+
+    params = Params.model_validate({"model": {"name": "cnn3", "cnn3": {"width": 8}}})
+    model = build_model("cnn3", params.model.settings, 10, 0.1, 0.3)
+    assert model.get_submodule("conv3")[0].out_channels == 32 and model.head.in_features == 32
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)

@@ -151,8 +151,8 @@ class Registry:
         return self
 
     def names(self) -> tuple[str, ...]:
-        """Every registered name, in module order."""
-        return tuple(self.load()._entries)
+        """Every registered name, sorted (the same order however the modules were imported)."""
+        return tuple(sorted(self.load()._entries))
 
     def get(self, name: str) -> Entry:
         """The entry named `name`; an unknown name is one line listing the known ones."""
@@ -164,7 +164,7 @@ class Registry:
         return entries[name]
 
     def __iter__(self) -> Iterator[Entry]:
-        return iter(list(self.load()._entries.values()))
+        return iter([self._entries[name] for name in self.names()])
 
     def __contains__(self, name: object) -> bool:
         return name in self.load()._entries

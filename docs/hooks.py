@@ -419,8 +419,18 @@ def run_embed(root: str = "") -> str:
     return "\n".join(rows) + "\n"
 
 
+def moved_keys(root: str = "") -> str:
+    """The keys of earlier params.yaml files that now sit under their entry's name."""
+    from exigo.core.params import MOVED
+
+    rows = ["| earlier key | now |", "|---|---|"]
+    rows += [f"| `{old}` | `{new}` |" for old, new in MOVED.items()]
+    return "\n".join(rows) + "\n"
+
+
 GENERATORS = {
     "params": params_reference,
+    "moved": moved_keys,
     "sweep": sweep_reference,
     "datasets": datasets_table,
     "models": models_table,

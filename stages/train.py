@@ -19,7 +19,7 @@ from exigo.core.environment import RECORD, describe
 from exigo.core.errors import run_stage
 from exigo.core.outputs import restored_on_failure, write_json
 from exigo.core.params import Params, load_params
-from exigo.core.progress import epoch_line, progress_bar
+from exigo.core.progress import progress_bar
 from exigo.core.runtime import resolve_device, set_seed, warn
 from exigo.data.download import check_source
 from exigo.data.splits import load_dataset, to_input
@@ -109,7 +109,7 @@ def train(params: Params, group: Group = SINGLE) -> None:
 
     def on_epoch(stats):
         log_epoch(live, stats)  # dvc exp show, VS Code and Studio see it now
-        bar.console.print(epoch_line(stats, cfg.epochs))
+        bar.console.print(stats.line(cfg.epochs))
 
     with live_logger(monitor_system=cfg.monitor_system) as live, progress_bar() as bar:
         task = bar.add_task("train", total=cfg.epochs * len(data.train))

@@ -41,7 +41,7 @@ def test_the_shipped_params_are_valid():
         ({"data": {"val_size": 1.5}}, "val_size: a fraction below 1 or a whole count"),
         (
             {"data": {"classes": ["a", "b"]}},
-            "data.classes: unknown key; section 'data' allows: name, source, val_size, idx",
+            "data.classes: moved to data.idx.classes (each entry's own settings sit under its name)",
         ),
         ({"data": {"idx": {"classes": ["a"]}}}, "data.idx.classes: tuple should have at least 2"),
         (
@@ -53,7 +53,7 @@ def test_the_shipped_params_are_valid():
         # Each model's settings sit under its name: a bare key, or an unknown model's, is refused.
         (
             {"model": {"channels": [8, 8]}},
-            "model.channels: unknown key; section 'model' allows: name, cnn",
+            "model.channels: moved to model.cnn.channels (each entry's own settings sit under",
         ),
         (
             {"model": {"cnn4": {}}},
@@ -64,7 +64,14 @@ def test_the_shipped_params_are_valid():
             {"saliency": {"smoothgrad": {"samples": 0}}},
             "saliency.smoothgrad.samples: input should be greater than or equal to 1 (got 0)",
         ),
-        ({"saliency": {"ig_steps": 4}}, "saliency.ig_steps: unknown key"),
+        (
+            {"saliency": {"ig_steps": 4}},
+            "saliency.ig_steps: moved to saliency.integrated_gradients.steps",
+        ),
+        (
+            {"model": {"widths": [8]}},
+            "model.widths: unknown key; section 'model' allows: name, cnn, cnn3",
+        ),
         ({"embed": {"tsne": {"perplexity": 1}}}, "embed.tsne.perplexity: input should be greater"),
         (
             {"train": {"device": "tpu"}},

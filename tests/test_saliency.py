@@ -247,11 +247,12 @@ def test_bad_params_give_one_clear_line(tmp_path, stage_env):
 
 def test_blank_gradcam_maps_are_explained_on_the_figure():
     """Grad-CAM keeps only positive evidence; where its map is blank the figure says so."""
-    from exigo.explain.figures import BLANK_GRADCAM, _notes
+    from exigo.explain.figures import _notes
+    from exigo.explain.methods.gradcam import GradCam
 
     maps = np.random.default_rng(0).random((4, 28, 28))
     maps[2] = 0.0
-    assert _notes("gradcam", maps) == {2: BLANK_GRADCAM}
+    assert _notes("gradcam", maps) == {2: GradCam.blank_note}
     assert _notes("gradient", maps) == {}
 
 

@@ -36,6 +36,19 @@ from exigo.core.registry import (
 
 PARAMS_FILE = Path("params.yaml")
 M = TypeVar("M", bound=BaseModel)
+# Keys of earlier params.yaml files that now sit under their entry's name: a one-line hint.
+MOVED = {
+    "data.classes": "data.idx.classes",
+    "data.sha256": "data.idx.sha256",
+    "model.channels": "model.cnn.channels",
+    "model.hidden": "model.cnn.hidden",
+    "model.dropout": "model.cnn.dropout",
+    "embed.perplexity": "embed.tsne.perplexity",
+    "embed.pca_dims": "embed.tsne.pca_dims",
+    "saliency.ig_steps": "saliency.integrated_gradients.steps",
+    "saliency.smoothgrad_samples": "saliency.smoothgrad.samples",
+    "saliency.smoothgrad_noise": "saliency.smoothgrad.noise",
+}
 
 SOURCE_SCHEMES = ("http", "https", "file")  # data.source: a URL of these, or a local folder
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -245,6 +258,8 @@ def _describe(err: dict[str, Any], raw: dict[str, Any], root: type[BaseModel], s
     loc = [str(p) for p in err["loc"]]
     key = ".".join(loc) or "(top level)"
     if err["type"] == "extra_forbidden":
+        if key in MOVED and source.endswith("params.yaml"):
+            return f"{key}: moved to {MOVED[key]} (each entry's own settings sit under its name)"
         section = _model_at(root, loc[:-1])
         allowed = ", ".join(section.model_fields) if section else "(see the documentation)"
         where = f"section '{'.'.join(loc[:-1])}'" if len(loc) > 1 else Path(source).name

@@ -1,4 +1,4 @@
-"""Rich progress bars and the one-line epoch summary."""
+"""Rich progress bars."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from exigo.models.training import EpochStats
-
 
 def progress_bar() -> Progress:
     """A progress bar that counts images; it degrades to nothing when stdout is not a terminal."""
@@ -24,12 +22,4 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         transient=True,
-    )
-
-
-def epoch_line(s: EpochStats, epochs: int) -> str:
-    """`Epoch 1/2  train loss 0.211  val loss 0.071  val acc 0.978`"""
-    return (
-        f"Epoch {s.epoch}/{epochs}  train loss {s.train_loss:.3f}  train acc {s.train_acc:.3f}  "
-        f"val loss {s.val_loss:.3f}  val acc {s.val_acc:.3f}"
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from exigo.core.outputs import save_figure
+from exigo.core.registry import SALIENCY_METHODS
 from exigo.views.figures import plt
 
 CELL = 1.0  # inches per 28x28 map
@@ -25,7 +26,6 @@ GAP = 3  # blank pixels between two maps of a row
 GREY_ROWS = frozenset({"source", "mean image"})
 # Row labels that say what a row is, in lines that fit one map's height.
 LABELS = {
-    "integrated_gradients": "integrated\ngradients",
     "source": "image",
     "baseline": "gradient at\nan empty\nimage",
     "saliency": "gradient at\nthe image",
@@ -137,27 +137,30 @@ def _np(t) -> np.ndarray:
     return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
-# Grad-CAM weights each channel of the last conv layer by its gradient averaged over positions,
-# and keeps only the positive part. Our heads are position-specific (flatten + linear), so those
-# averages can cancel: for some images (class 9 on MNIST, often) the weighted sum is <= 0
-# everywhere and the map is blank. Every figure says so, by one rule: a Grad-CAM map whose peak
-# is below BLANK_SHARE of its row's peak (it would look empty on the row's colour scale).
-BLANK_GRADCAM = "no positive\nGrad-CAM\nevidence"
+# A method whose maps can be blank for a reason (Grad-CAM's) says so on every figure, by one rule:
+# a map whose peak is below BLANK_SHARE of its row's peak (it would look empty on the row's
+# colour scale) carries the method's `blank_note`.
 BLANK_SHARE = 0.05
 
 
+def _label(name: str) -> str:
+    """A row's label: ours for the fixed rows, else the method's name, one word per line."""
+    return LABELS.get(name, name.replace("_", "\n"))
+
+
 def _notes(label: str, maps: np.ndarray) -> dict[int, str]:
-    if label != "gradcam" or not len(maps):
+    note = SALIENCY_METHODS.get(label).target.blank_note if label in SALIENCY_METHODS else None
+    if not note or not len(maps):
         return {}
     peaks = np.abs(maps).reshape(len(maps), -1).max(1)
     blank = peaks < BLANK_SHARE * peaks.max(initial=0) if peaks.max(initial=0) > 0 else peaks == 0
-    return {int(c): BLANK_GRADCAM for c in np.flatnonzero(blank)}
+    return {int(c): note for c in np.flatnonzero(blank)}
 
 
 def _rows(rows: dict) -> list[Row]:
     return [
         Row(
-            LABELS.get(label, label),
+            _label(label),
             _np(maps),
             grey=label in GREY_ROWS,
             notes=_notes(label, _np(maps)),
@@ -205,7 +208,5 @@ def plot_pairs(
     for m in true_maps:
         for maps, which in ((true_maps[m], "true class"), (pred_maps[m], "predicted")):
             values = _np(maps)
-            rows.append(
-                Row(f"{LABELS.get(m, m)}\n({which})", values, scale=m, notes=_notes(m, values))
-            )
+            rows.append(Row(f"{_label(m)}\n({which})", values, scale=m, notes=_notes(m, values)))
     plot_grids([Panel("", rows, columns)], path, title)

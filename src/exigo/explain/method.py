@@ -22,6 +22,8 @@ class SaliencyMethod:
     rank_by_magnitude: ClassVar[bool] = False
     #: draws random numbers: the global generator is seeded (base.seed) before each call
     seeded: ClassVar[bool] = False
+    #: what the figures write on a map that is blank for a known reason (None: nothing)
+    blank_note: ClassVar[str | None] = None
 
     def __init__(self, settings: EntrySettings) -> None:
         self.settings = settings

@@ -9,6 +9,12 @@ from exigo.explain.method import SaliencyMethod
 
 @SALIENCY_METHODS.register("gradcam")
 class GradCam(SaliencyMethod):
+    # Grad-CAM weights each channel of the last conv layer by its gradient averaged over
+    # positions and keeps the positive part. Our heads are position-specific (flatten + linear),
+    # so those averages can cancel: for some images (class 9 on MNIST, often) the weighted sum is
+    # <= 0 everywhere and the map is blank. The figures say so.
+    blank_note = "no positive\nGrad-CAM\nevidence"
+
     def attribute(self, model, x, target):
         from captum.attr import LayerAttribution, LayerGradCam
 

@@ -22,14 +22,15 @@ from exigo.core.registry import (
 )
 
 
-def test_every_registry_loads_without_torch():
-    """The params stage reads the registries; none of their modules may import torch at the top."""
+def test_every_registry_loads_without_torch_or_numpy():
+    """The params stage reads the registries: their modules import torch and numpy inside their
+    functions only, so checking params.yaml stays a fraction of a second."""
     code = (
         "import sys\n"
         "from exigo.core.registry import REGISTRIES\n"
         "import exigo.core.params\n"
         "print({r.kind: len(r.names()) for r in REGISTRIES})\n"
-        "assert 'torch' not in sys.modules, [m for m in sys.modules if m.startswith('exigo')]\n"
+        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-IDX_DTYPES = {0x08: np.uint8}  # the only element type 28x28 image datasets use
+
+IDX_UNSIGNED_BYTE = 0x08  # the only element type 28x28 image datasets use
 
 SPLIT_FILES = {
     ("train", "images"): "train-images-idx3-ubyte.gz",
@@ -66,10 +69,12 @@ class IdxFormatError(ValueError):
 
 def parse_idx(payload: bytes, spec: IdxFile, n_classes: int) -> np.ndarray:
     """Parse a decompressed IDX payload and check it is what `spec` describes."""
+    import numpy as np
+
     if len(payload) < 4:
         raise IdxFormatError(f"too short for an IDX file ({len(payload)} bytes)")
     zero, dtype_code, ndim = struct.unpack(">HBB", payload[:4])
-    if zero != 0 or dtype_code not in IDX_DTYPES:
+    if zero != 0 or dtype_code != IDX_UNSIGNED_BYTE:
         raise IdxFormatError("not an IDX file of unsigned bytes (bad magic number)")
     want_ndim = 3 if spec.kind == "images" else 1
     if ndim != want_ndim:

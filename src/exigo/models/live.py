@@ -40,13 +40,22 @@ def live_logger(live_dir: Path = LIVE_DIR, monitor_system: bool = False) -> Iter
         # GPU before it records the CPU, and prints a traceback: ask it for GPUs only where CUDA is.
         dvclive.monitor_system.GPU_AVAILABLE &= torch.cuda.is_available()
 
-    with Live(
-        str(live_dir),
-        dvcyaml=False,  # the stage's metrics and plots are declared in our dvc.yaml
-        save_dvc_exp=False,  # `dvc exp run` saves the experiment, not the stage
-        report=None,
-        monitor_system=monitor_system,
-    ) as live:
+    from scmrepo.exceptions import SCMError
+
+    try:
+        live = Live(
+            str(live_dir),
+            dvcyaml=False,  # the stage's metrics and plots are declared in our dvc.yaml
+            save_dvc_exp=False,  # `dvc exp run` saves the experiment, not the stage
+            report=None,
+            monitor_system=monitor_system,
+        )
+    except SCMError as exc:  # a `git init` with no commit yet: DVCLive reads HEAD
+        raise ExigoError(
+            f"git: {exc}: DVCLive needs the project's first commit; run "
+            "git add -A && git commit -m 'first commit', then run again"
+        ) from None
+    with live:
         yield live
 
 

@@ -108,7 +108,7 @@ def team(tmp_path_factory, mlflow_server, s3):  # noqa: F811
     b = machine(tmp / "b", bob, mlflow_server.url)
 
     idx = write_tiny_idx(tmp / "idx")  # stands for the data mirror both machines could reach
-    data = {"name": "idx", "source": str(idx.folder), "sha256": idx.payload_sha256}
+    data = {"name": "idx", "source": str(idx.folder), "idx": {"sha256": idx.payload_sha256}}
     params = tiny_params(
         data=data,
         train={"epochs": 1, "batch_size": 64, "lr": 0.01, "device": "cpu"},

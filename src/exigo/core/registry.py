@@ -96,8 +96,7 @@ class Registry:
         """Decorate the entry's class or function: registers it under `name`, returns it as is."""
 
         def add(target: T) -> T:
-            module = getattr(target, "__module__", None) or _caller_module()
-            self.add(name, target, settings, module, **meta)
+            self.add(name, target, settings, target.__module__, **meta)
             return target
 
         return add
@@ -172,10 +171,6 @@ class Registry:
     def with_settings(self) -> list[Entry]:
         """The entries that take settings: each has a params section of its own."""
         return [e for e in self if e.settings.model_fields]
-
-
-def _caller_module() -> str:
-    return sys._getframe(3).f_globals.get("__name__", "?")  # register -> add -> caller
 
 
 def _check_settings(settings: Any, who: str) -> None:

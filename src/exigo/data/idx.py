@@ -96,3 +96,16 @@ def parse_idx(payload: bytes, spec: IdxFile, n_classes: int) -> np.ndarray:
     if spec.kind == "labels" and array.size and int(array.max()) >= n_classes:
         raise IdxFormatError(f"label {int(array.max())} out of range for {n_classes} classes")
     return array
+
+
+def register_idx(spec: DatasetSpec, module: str) -> None:
+    """Register a catalogued IDX dataset: its load function fetches and verifies `spec`'s four
+    files (data.source first, then the mirrors) with `exigo.data.download.load_idx`."""
+    from exigo.core.registry import DATASETS, NoSettings
+
+    def load(settings: NoSettings, source: str | None, log=print):  # noqa: ANN202
+        from exigo.data.download import load_idx
+
+        return load_idx(spec, source, log)
+
+    DATASETS.add(spec.name, load, NoSettings, module, spec=spec)

@@ -6,11 +6,7 @@ agree).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from exigo.core.registry import DATASETS, NoSettings
-from exigo.data.idx import DatasetSpec, idx_files
-from exigo.data.raw import RawDataset
+from exigo.data.idx import DatasetSpec, idx_files, register_idx
 
 SPEC = DatasetSpec(
     name="kmnist",
@@ -29,11 +25,4 @@ SPEC = DatasetSpec(
 )
 
 
-@DATASETS.register("kmnist", spec=SPEC)
-def load(
-    settings: NoSettings, source: str | None, log: Callable[[str], None] = print
-) -> RawDataset:
-    """The four IDX files from data.source (a folder or URL), else the mirrors, verified."""
-    from exigo.data.download import load_idx
-
-    return load_idx(SPEC, source, log)
+register_idx(SPEC, __name__)

@@ -8,11 +8,7 @@ exactly too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from exigo.core.registry import DATASETS, NoSettings
-from exigo.data.idx import DatasetSpec, idx_files
-from exigo.data.raw import RawDataset
+from exigo.data.idx import DatasetSpec, idx_files, register_idx
 
 SPEC = DatasetSpec(
     name="mnist",
@@ -40,11 +36,4 @@ SPEC = DatasetSpec(
 )
 
 
-@DATASETS.register("mnist", spec=SPEC)
-def load(
-    settings: NoSettings, source: str | None, log: Callable[[str], None] = print
-) -> RawDataset:
-    """The four IDX files from data.source (a folder or URL), else the mirrors, verified."""
-    from exigo.data.download import load_idx
-
-    return load_idx(SPEC, source, log)
+register_idx(SPEC, __name__)

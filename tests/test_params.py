@@ -34,8 +34,9 @@ def test_the_shipped_params_are_valid():
             "trian: unknown key; params.yaml allows: base, data, model, train, evaluate, embed, saliency",
         ),
         (
-            {"data": {"name": "cifar10"}},
-            "data.name: input should be 'fashion-mnist', 'idx', 'kmnist', 'mnist' or 'mnist-sample'",
+            {"data": {"name": "imagenet"}},
+            "data.name: 'imagenet' is no dataset of exigo (cifar10, cifar100, fashion-mnist, "
+            "folder, idx, kmnist, mnist, mnist-sample, svhn) and not an import path",
         ),
         ({"data": {"name": "idx"}}, "name: idx needs source"),
         ({"data": {"val_size": 1.5}}, "val_size: a fraction below 1 or a whole count"),
@@ -57,7 +58,7 @@ def test_the_shipped_params_are_valid():
         ),
         (
             {"model": {"cnn4": {}}},
-            "model.cnn4: unknown key; section 'model' allows: name, cnn, cnn3",
+            "model.cnn4: unknown key; section 'model' allows: name, args, code, cnn, cnn3, resnet",
         ),
         ({"model": {"basic_cnn": {"hidden": 8}}}, "model.basic_cnn: unknown key"),
         (
@@ -70,7 +71,7 @@ def test_the_shipped_params_are_valid():
         ),
         (
             {"model": {"widths": [8]}},
-            "model.widths: unknown key; section 'model' allows: name, cnn, cnn3",
+            "model.widths: unknown key; section 'model' allows: name, args, code, cnn, cnn3, resnet",
         ),
         ({"embed": {"tsne": {"perplexity": 1}}}, "embed.tsne.perplexity: input should be greater"),
         (

@@ -63,6 +63,63 @@ def _names(registry: Registry) -> Any:
     return Literal[registry.names()]  # type: ignore[valid-type]
 
 
+# A user's own code, named by import path: "my_pkg.my_data:load", "my_models:Net".
+IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+TIMM_NAME = re.compile(r"^timm:[A-Za-z0-9_.\-]+$")
+ImportPath = Annotated[str, Field(pattern=IMPORT_PATH.pattern)]
+TimmName = Annotated[str, Field(pattern=TIMM_NAME.pattern)]
+
+
+def is_import_path(name: str) -> bool:
+    """Whether a data.name or model.name is a user's import path (not a registry name, and
+    not timm:<name>)."""
+    return bool(IMPORT_PATH.match(name)) and not TIMM_NAME.match(name)
+
+
+def _entry_or_code(
+    registry: Registry, value: Any, forms: dict[str, re.Pattern], example: str
+) -> Any:
+    """A name of the registry, or one of the other `forms`; anything else is one line."""
+    if (
+        not isinstance(value, str)
+        or value in registry
+        or any(f.match(value) for f in forms.values())
+    ):
+        return value
+    raise ValueError(
+        f"'{value}' is no {registry.kind} of exigo ({', '.join(registry.names())}) and not "
+        f"{' or '.join(forms)} (e.g. {example})"
+    )
+
+
+def _code_covers(key: str, name: str, code: str) -> None:
+    """A user's module (data.name or model.name an import path) must lie in the file or folder
+    that `code` names: that is what DVC watches, so editing the module re-runs the stage."""
+    import importlib.util
+
+    module = name.split(":")[0]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"name: cannot find module '{module}' ({exc})") from None
+    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+        raise ValueError(
+            f"name: no module '{module}' (run from the project root, where {module.replace('.', '/')}.py"
+            " or its package lies, or install it)"
+        )
+    origin = Path(spec.origin).resolve()
+    watched = Path(code).expanduser().resolve()
+    if origin != watched and watched not in origin.parents:
+        try:
+            shown = origin.relative_to(Path.cwd().resolve())
+        except ValueError:
+            shown = origin
+        raise ValueError(
+            f"code: is {code}, which does not hold {shown}, the file of {key} '{name}': set "
+            f"{key.split('.')[0]}.code: {shown} (DVC watches it, so editing it re-runs the stage)"
+        )
+
+
 def _with_entries(base: type[M], registry: Registry, **overrides: Any) -> type[M]:
     """`base` plus one section per registry entry that takes settings (model.cnn,
     saliency.smoothgrad): each entry's settings live under its own name, so switching entries
@@ -85,20 +142,44 @@ class BaseParams(_Section):
     seed: Int = Field(42, ge=0, le=2**32 - 1)
 
 
+DATA_CODE = "src/exigo/data/sources"  # data.code's default: the built-in datasets
+MODEL_CODE = "src/exigo/models/architectures"
+
+
 class _DataParams(_Section):
     name: str = "mnist"
     source: str | None = None
+    size: (
+        tuple[Annotated[int, Field(ge=8, le=4096)], Annotated[int, Field(ge=8, le=4096)]] | None
+    ) = Field(None, description="[H, W]: resize every image to this (antialiased)")
     val_size: Float = Field(0.1, gt=0)
+    code: str = Field(
+        DATA_CODE,
+        description="the file or folder of your own loader (data.name an import path): DVC "
+        "watches it, so editing it re-runs download",
+    )
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _known(cls, value: Any) -> Any:
+        return _entry_or_code(
+            DATASETS, value, {"an import path": IMPORT_PATH}, "my_pkg.my_data:load"
+        )
 
     @property
     def settings(self) -> EntrySettings:
-        """The chosen dataset's own settings (data.<name>)."""
+        """The chosen dataset's own settings (data.<name>; none for a user's loader)."""
+        if is_import_path(self.name):
+            return NoSettings()
         return getattr(self, DATASETS.get(self.name).key, NoSettings())
 
     @model_validator(mode="after")
     def _check(self) -> _DataParams:
         if self.val_size >= 1 and self.val_size != int(self.val_size):
             raise ValueError("val_size: a fraction below 1 or a whole count of images")
+        if is_import_path(self.name):
+            _code_covers("data.name", self.name, self.code)
+            return self
         meta = DATASETS.get(self.name).meta
         if meta.get("source") == "required" and not self.source:
             raise ValueError(f"name: {self.name} needs source: {meta['source_help']}")
@@ -116,19 +197,50 @@ class _DataParams(_Section):
         return self
 
 
-DataParams = _with_entries(_DataParams, DATASETS, name=(_names(DATASETS), "mnist"))
+DataParams = _with_entries(_DataParams, DATASETS, name=(_names(DATASETS) | ImportPath, "mnist"))
 
 
 class _ModelParams(_Section):
     name: str = "cnn"
+    args: dict[str, Any] = Field(
+        {},
+        description="keyword arguments for a timm model or your own class (model.name "
+        "timm:<name> or an import path), passed as they are",
+    )
+    code: str = Field(
+        MODEL_CODE,
+        description="the file or folder of your own model class (model.name an import path): "
+        "DVC watches it, so editing it re-runs train",
+    )
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _known(cls, value: Any) -> Any:
+        forms = {"timm:<name>": TIMM_NAME, "an import path": IMPORT_PATH}
+        return _entry_or_code(MODELS, value, forms, "timm:resnet18 or my_pkg.my_models:Net")
 
     @property
     def settings(self) -> EntrySettings:
-        """The chosen model's own settings (model.<name>)."""
+        """The chosen model's own settings (model.<name>; none for timm's or a user's)."""
+        if self.name not in MODELS:
+            return NoSettings()
         return getattr(self, MODELS.get(self.name).key, NoSettings())
 
+    @model_validator(mode="after")
+    def _check(self) -> _ModelParams:
+        if self.args and self.name in MODELS:
+            raise ValueError(
+                f"args: only for a timm model or your own class; {self.name}'s settings sit "
+                f"under model.{MODELS.get(self.name).key}"
+            )
+        if is_import_path(self.name):
+            _code_covers("model.name", self.name, self.code)
+        return self
 
-ModelParams = _with_entries(_ModelParams, MODELS, name=(_names(MODELS), "cnn"))
+
+ModelParams = _with_entries(
+    _ModelParams, MODELS, name=(_names(MODELS) | TimmName | ImportPath, "cnn")
+)
 
 
 class TrainParams(_Section):
@@ -142,6 +254,8 @@ class TrainParams(_Section):
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     monitor: Literal["val_acc", "val_loss"] = "val_acc"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    augment: Literal["none", "crop_flip", "crop_flip_cutout"] = "none"
+    label_smoothing: Float = Field(0.0, ge=0, lt=1)
     nproc: Int = Field(1, ge=1, le=64)
     monitor_system: bool = False
 
@@ -159,7 +273,7 @@ class TrainParams(_Section):
 class EvaluateParams(_Section):
     batch_size: Int = Field(1000, ge=1)
     n_mistakes: Int = Field(24, ge=0, le=400)
-    n_confused: Int = Field(5, ge=1, le=90)
+    n_confused: Int = Field(5, ge=1, le=1000)
 
 
 class _EmbedParams(_Section):
@@ -187,7 +301,7 @@ class _SaliencyParams(_Section):
     methods: tuple[str, ...] = DEFAULT_METHODS  # the registry's names: see SaliencyParams
     n_eval: PositiveInt = 1000
     n_randomization: Int = Field(50, ge=2)
-    deletion_steps: Int = Field(10, ge=2, le=28)
+    deletion_steps: Int = Field(10, ge=2, le=100)
     batch_size: PositiveInt = 256
     n_pairs: Int = Field(3, ge=0, le=20)
     flag_correlation: Float = Field(0.5, ge=-1, le=1)

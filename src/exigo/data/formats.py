@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from exigo.core.errors import ExigoError
+from exigo.data.raw import MIN_SIDE  # the smallest image side exigo works with
 
-MIN_SIDE = 8  # the smallest image side the models and saliency work with
 FOLDER_SPLITS = ("train", "val", "test")
 
 
@@ -273,6 +273,50 @@ def read_folder(root: Path, size: tuple[int, int] | None = None) -> dict[str, Im
         )
         for split, a in stacked.items()
     }
+
+
+def folder_digest(root: Path) -> str:
+    """sha256 over every file under `root` (relative path and content, in sorted order): what a
+    folder of images held when it was read, to notice a change in place later."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def check_tree(source: str | None, recorded: dict | None, data_dir: Path) -> None:
+    """Stop when the local folder a dataset was read from whole (data.name folder) no longer
+    holds what `download` read; a folder not on this machine (data from DVC) is not checked."""
+    if not source or not recorded:
+        return
+    root = Path(source).expanduser()
+    if not root.is_dir() or folder_digest(root) == recorded.get("sha256"):
+        return
+    raise ExigoError(
+        f"data.source: {root} changed since {data_dir}/ was built from it; run dvc repro -f "
+        "download to read it again, then run again"
+    )
+
+
+def resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (N, C, H, W) resized to size = (H, W), antialiased (Pillow's Lanczos, per image)."""
+    from PIL import Image
+
+    n, c, h, w = images.shape
+    if (h, w) == tuple(size):
+        return images
+    out = np.empty((n, c, *size), dtype=np.uint8)
+    for i, img in enumerate(images):
+        if c == 1:
+            pil = Image.fromarray(img[0], mode="L")
+        else:
+            pil = Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0)), mode="RGB")
+        arr = np.asarray(pil.resize((size[1], size[0]), Image.Resampling.LANCZOS))
+        out[i] = arr[None] if c == 1 else arr.transpose(2, 0, 1)
+    return out
 
 
 def _check_labels(images: Images, what: str) -> None:

@@ -17,7 +17,7 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class Split:
-    images: torch.Tensor  # (N, 28, 28) uint8
+    images: torch.Tensor  # (N, C, H, W) uint8, C = 1 or 3
     labels: torch.Tensor  # (N,) int64
 
     def __len__(self) -> int:
@@ -35,9 +35,10 @@ class Dataset:
 
 
 def stratified_split(
-    labels: np.ndarray, size: float | int, seed: int
+    labels: np.ndarray, size: float | int, seed: int, key: str = "data.val_size"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, held_out), held_out stratified by label; `size` is a fraction or a count."""
+    """Indices (keep, held_out), held_out stratified by label; `size` is a fraction or a count
+    (`key`: the param that gave it, for the error)."""
     from sklearn.model_selection import train_test_split
 
     size = int(size) if size >= 1 else float(size)
@@ -46,9 +47,7 @@ def stratified_split(
             np.arange(len(labels)), test_size=size, stratify=labels, random_state=seed
         )
     except ValueError as exc:
-        raise ExigoError(
-            f"data.val_size: cannot split {len(labels)} images that way ({exc})"
-        ) from None
+        raise ExigoError(f"{key}: cannot split {len(labels)} images that way ({exc})") from None
     return np.sort(keep), np.sort(held)
 
 
@@ -59,9 +58,10 @@ def build_splits(
     test_labels: np.ndarray,
     val_size: float | int,
     seed: int,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Split]:
-    """Carve the validation split from train (stratified, seeded); the test split is untouched."""
-    keep, val = stratified_split(train_labels, val_size, seed)
+    """Carve the validation split from train (stratified, seeded), unless the dataset has a
+    validation split of its own (`val`: images, labels); the test split is untouched."""
 
     def split(images: np.ndarray, labels: np.ndarray) -> Split:
         # np.array copies: IDX arrays are read-only views of the downloaded bytes, and
@@ -71,9 +71,16 @@ def build_splits(
             torch.from_numpy(np.array(labels, dtype=np.int64)),
         )
 
+    if val is not None:
+        return {
+            "train": split(train_images, train_labels),
+            "val": split(*val),
+            "test": split(test_images, test_labels),
+        }
+    keep, held = stratified_split(train_labels, val_size, seed)
     return {
         "train": split(train_images[keep], train_labels[keep]),
-        "val": split(train_images[val], train_labels[val]),
+        "val": split(train_images[held], train_labels[held]),
         "test": split(test_images, test_labels),
     }
 
@@ -82,7 +89,19 @@ def describe(splits: dict[str, Split], classes: tuple[str, ...]) -> dict:
     """Counts per class, sizes, the train split's pixel statistics, per-split checksums."""
     import hashlib
 
-    train = splits["train"].images.float().div_(255)
+    train = splits["train"].images
+    channels = train.shape[1]
+    # Per-channel statistics in float64 chunks: exact for any number of images, and no float
+    # copy of the whole split in memory (a 224x224 RGB set is large).
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    for start in range(0, len(train), 4096):
+        chunk = train[start : start + 4096].double().div_(255)
+        total += chunk.sum((0, 2, 3))
+        squares += chunk.square().sum((0, 2, 3))
+    pixels = train.numel() / channels
+    mean = total / pixels
+    std = ((squares - pixels * mean.square()) / max(pixels - 1, 1)).clamp_(min=0).sqrt()
     counts = {
         name: {
             c: int(n)
@@ -96,11 +115,12 @@ def describe(splits: dict[str, Split], classes: tuple[str, ...]) -> dict:
     }
     return {
         "classes": list(classes),
+        "shape": list(train.shape[1:]),  # (C, H, W) of every image
         "sizes": {name: len(s) for name, s in splits.items()},
         "counts": counts,
-        "normalization": {
-            "mean": round(train.mean().item(), 6),
-            "std": round(train.std().item(), 6),
+        "normalization": {  # per channel, of the train split's pixels in [0, 1]
+            "mean": [round(float(v), 6) for v in mean],
+            "std": [round(float(v), 6) for v in std],
         },
         "sha256": digests,
     }
@@ -129,20 +149,23 @@ def load_dataset(data_dir: Path | str) -> Dataset:
     classes = meta["classes"]
     if not isinstance(classes, list) or len(classes) < 2:
         raise unreadable(meta_path, "'classes' is not a list of class names", "download")
-    splits = {name: _load_split(data_dir / f"{name}.pt", len(classes)) for name in SPLITS}
+    shape = meta.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and shape[0] in (1, 3)):
+        raise unreadable(meta_path, "no 'shape' [C, H, W] (an older exigo wrote it)", "download")
+    splits = {name: _load_split(data_dir / f"{name}.pt", len(classes), shape) for name in SPLITS}
     return Dataset(meta["dataset"], tuple(classes), meta=meta, **splits)
 
 
-def _load_split(path: Path, n_classes: int) -> Split:
+def _load_split(path: Path, n_classes: int, shape: list[int]) -> Split:
     blob = load_torch(path, "download")
     images = blob.get("images") if isinstance(blob, dict) else None
     labels = blob.get("labels") if isinstance(blob, dict) else None
     if not (torch.is_tensor(images) and torch.is_tensor(labels)):
         raise unreadable(path, "no 'images' and 'labels' tensors", "download")
-    if images.dtype != torch.uint8 or images.ndim != 3 or tuple(images.shape[1:]) != (28, 28):
+    if images.dtype != torch.uint8 or list(images.shape[1:]) != shape or images.ndim != 4:
         raise unreadable(
             path,
-            f"images are {images.dtype} {tuple(images.shape)}, not uint8 (N, 28, 28)",
+            f"images are {images.dtype} {tuple(images.shape)}, not uint8 (N, {', '.join(map(str, shape))})",
             "download",
         )
     if labels.dtype != torch.int64 or labels.shape != (len(images),):
@@ -157,8 +180,8 @@ def _load_split(path: Path, n_classes: int) -> Split:
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [0, 1]: what every model takes."""
-    return images.unsqueeze(1).float().div_(255)
+    """uint8 (B, C, H, W) -> float (B, C, H, W) in [0, 1]: what every model takes."""
+    return images.float().div_(255)
 
 
 def batches(

@@ -24,23 +24,25 @@ from exigo.core.errors import DownloadError
 from exigo.core.registry import DATASETS
 from exigo.data.download import (
     DEADLINE_ENV,
-    Cache,
     VerifyError,
     default_deadline,
     fetch_dataset,
     fetch_file,
+    idx_wanted,
+    sources,
     verify,
 )
-from exigo.data.idx import DatasetSpec, IdxFile
+from exigo.data.idx import MNIST_SHAPE, DatasetSpec, IdxFile
 from exigo.data.sources.idx import IdxSettings
 from exigo.data.sources.idx import spec as custom_spec
 from exigo.data.sources.mnist_sample import load_mnist_sample
 
-BUILTIN = {e.name: e.meta["spec"] for e in DATASETS if "spec" in e.meta}  # the IDX catalogue
+BUILTIN = {e.name: e.meta["spec"] for e in DATASETS if isinstance(e.meta.get("spec"), DatasetSpec)}
 
 
 def spec_for(tiny, mirrors=(), md5=True, sha256=True) -> DatasetSpec:
-    """A dataset spec for the tiny files: archive md5 and/or payload sha256 known."""
+    """A dataset spec for the tiny files, catalogued as MNIST is (28x28 grey, item counts):
+    archive md5 and/or payload sha256 known."""
     files = tuple(
         IdxFile(
             name,
@@ -49,6 +51,7 @@ def spec_for(tiny, mirrors=(), md5=True, sha256=True) -> DatasetSpec:
             md5=tiny.gz_md5[name] if md5 else None,
             sha256=tiny.payload_sha256[name] if sha256 else None,
             count=len(tiny.arrays[(split, kind)]),
+            shape=MNIST_SHAPE if kind == "images" else None,
         )
         for (split, kind), name in FILES.items()
     )
@@ -221,6 +224,20 @@ def test_builtin_registry_agrees_with_torchvision():
         assert len(spec.classes) == len(cls.classes) == 10
     assert BUILTIN["fashion-mnist"].classes == tuple(datasets.FashionMNIST.classes)
 
+    def published(name: str) -> list[tuple[str, str]]:
+        spec = DATASETS.get(name).meta["spec"]
+        return [(m + f.filename, f.md5) for m in spec.mirrors for f in spec.files]
+
+    # The datasets published as whole files (tests/test_sources.py); here, where torch is loaded.
+    for name, cls in (("cifar10", datasets.CIFAR10), ("cifar100", datasets.CIFAR100)):
+        assert published(name) == [(cls.url, cls.tgz_md5)]
+        assert DATASETS.get(name).meta["spec"].files[0].filename == cls.filename
+    svhn = datasets.SVHN.split_list
+    assert published("svhn") == [(svhn[s][0], svhn[s][2]) for s in ("train", "test")]
+    assert [f.filename for f in DATASETS.get("svhn").meta["spec"].files] == [
+        svhn[s][1] for s in ("train", "test")
+    ]
+
 
 def test_mnist_sample_is_real_mnist_offline():
     images, labels = load_mnist_sample()
@@ -264,7 +281,8 @@ def test_download_stage_writes_stratified_splits(tiny_idx, mirror, tmp_path, sta
         blob = torch.load(out / f"{split}.pt", weights_only=True)
         assert blob["images"].dtype == torch.uint8 and blob["labels"].dtype == torch.int64
     test = torch.load(out / "test.pt", weights_only=True)
-    np.testing.assert_array_equal(test["images"].numpy(), tiny_idx.arrays[("test", "images")])
+    grey = test["images"].numpy()  # (N, 1, H, W)
+    np.testing.assert_array_equal(grey[:, 0], tiny_idx.arrays[("test", "images")])
     # Same params and seed: the same bytes.
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert run_download(project, stage_env).returncode == 0
@@ -382,7 +400,7 @@ def test_named_folder_with_wrong_structure_is_refused(tiny_idx, tmp_path, damage
     assert {
         "wrong-count": "items, expected",
         "label-out-of-range": "out of range",
-        "27x28": "27x28",
+        "27x28": "images are 28x27 grey, expected 28x28 grey",  # width x height
     }[damage] in str(err.value)
 
 
@@ -434,7 +452,7 @@ def test_a_changed_local_folder_stops_train_until_download_reads_it_again(tmp_pa
     run_download(project, stage_env)
     run_stage("train", project, stage_env)
     test = torch.load(project / "data/idx/test.pt", weights_only=True)
-    np.testing.assert_array_equal(test["images"].numpy(), second.arrays[("test", "images")])
+    np.testing.assert_array_equal(test["images"].numpy()[:, 0], second.arrays[("test", "images")])
 
 
 def _with_counts(folder, tiny, split: str, n_images: int, n_labels: int) -> None:
@@ -579,9 +597,8 @@ def test_large_downloads_show_progress(faulty_mirror, tmp_path, monkeypatch):
     )
     monkeypatch.setattr("exigo.data.download.PROGRESS_EVERY_S", 0.2)
     messages: list[str] = []
-    got = fetch_file(
-        spec.files[0], spec, None, spec.mirrors, Cache(tmp_path / "c", quiet), messages.append
-    )
+    where = sources(spec.name, spec.mirrors, None, "", tmp_path / "c", messages.append)
+    got = fetch_file(idx_wanted(spec.files[0], 10), where)
     np.testing.assert_array_equal(got.array, images)
     progress = [
         m

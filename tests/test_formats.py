@@ -17,16 +17,19 @@ from exigo.core.errors import ExigoError
 from exigo.data.formats import CIFAR10, CIFAR100, read_cifar, read_folder, read_svhn
 
 
-def cifar_archive(path: Path, layout, n: int = 6, extra: dict | None = None) -> Path:
-    """A tar.gz laid out like the official python archive: pickled dicts with bytes keys."""
-    rng = np.random.default_rng(0)
+def cifar_archive(
+    path: Path, layout, n: int = 6, extra: dict | None = None, n_classes: int = 10, seed: int = 0
+) -> Path:
+    """A tar.gz laid out like the official python archive: pickled dicts with bytes keys, `n`
+    images per batch labelled 0, 1, 2, ... in turn."""
+    rng = np.random.default_rng(seed)
     members = {}
     names_key = layout.names_key.encode()
-    members[layout.meta] = {names_key: [f"class{i}".encode() for i in range(10)]}
+    members[layout.meta] = {names_key: [f"class{i}".encode() for i in range(n_classes)]}
     for name in (*layout.train, layout.test):
         members[name] = {
             b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            layout.labels_key.encode(): list(range(n)),
+            layout.labels_key.encode(): [i % n_classes for i in range(n)],
             b"filenames": [f"{i}.png".encode() for i in range(n)],
         }
     members.update(extra or {})
@@ -79,12 +82,18 @@ def test_cifar_archives_with_missing_or_wrong_members_are_one_line(tmp_path):
         read_cifar(archive, CIFAR10)
 
 
-def test_svhn_mat_files_read_with_ten_as_zero(tmp_path):
+def svhn_mat(path: Path, labels: list[int], seed: int = 1) -> np.ndarray:
+    """A MATLAB v5 file laid out like SVHN's: X uint8 (32, 32, 3, N), y (N, 1) with 10 for the
+    digit 0. Returns X."""
     from scipy.io import savemat
 
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 256, (32, 32, 3, 5), dtype=np.uint8)
-    savemat(tmp_path / "train_32x32.mat", {"X": x, "y": np.array([[10], [1], [2], [10], [9]])})
+    x = np.random.default_rng(seed).integers(0, 256, (32, 32, 3, len(labels)), dtype=np.uint8)
+    savemat(path, {"X": x, "y": np.array(labels, dtype=np.uint8).reshape(-1, 1)})
+    return x
+
+
+def test_svhn_mat_files_read_with_ten_as_zero(tmp_path):
+    x = svhn_mat(tmp_path / "train_32x32.mat", [10, 1, 2, 10, 9])
     split = read_svhn(tmp_path / "train_32x32.mat")
     assert split.images.shape == (5, 3, 32, 32) and split.labels.tolist() == [0, 1, 2, 0, 9]
     assert np.array_equal(split.images[3, 1], x[:, :, 1, 3])  # (H, W, C, N) -> (N, C, H, W)

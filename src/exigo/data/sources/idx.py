@@ -1,7 +1,10 @@
-"""idx: your own 28x28 grey dataset as the four standard IDX files, from data.source.
+"""idx: your own dataset as the four standard IDX files, from data.source: images of any size from
+8x8 up, grey (a 3-d file, N x H x W) or colour (a 4-d file, N x H x W x C, channels last, C = 3).
 
 Give the class names (default "0".."9") and, to verify the files exactly, the sha256 of each
-decompressed file; without them the files are accepted on their IDX structure.
+decompressed file; without them the files are accepted on their IDX structure. The files keep the
+standard names (train-images-idx3-ubyte.gz ...; a folder may hold them uncompressed, and a 4-d
+image file may say idx4 where the name says idx3).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def spec(settings: IdxSettings) -> DatasetSpec:
     "idx",
     IdxSettings,
     source="required",
-    source_help="a mirror URL or a folder with the four .gz IDX files",
+    source_help="a mirror URL, or a folder with the four IDX files (.gz or not)",
 )
 def load(
     settings: IdxSettings, source: str | None, log: Callable[[str], None] = print

@@ -20,8 +20,10 @@ from exigo.core.errors import run_stage
 from exigo.core.outputs import restored_on_failure, write_json
 from exigo.core.params import Params, load_params
 from exigo.core.progress import progress_bar
+from exigo.core.registry import MODELS
 from exigo.core.runtime import resolve_device, set_seed, warn
 from exigo.data.download import check_source
+from exigo.data.formats import check_tree
 from exigo.data.splits import load_dataset, to_input
 from exigo.evaluate.metrics import at_chance, constant_features
 from exigo.models.checkpoint import build_model, save_checkpoint, settings_record
@@ -79,14 +81,19 @@ def run_process() -> None:
 def train(params: Params, group: Group = SINGLE) -> None:
     cfg = params.train
     device = resolve_device(cfg.device)
-    data = load_dataset(Path("data") / params.data.name)
+    data_dir = Path("data") / params.data.name
+    data = load_dataset(data_dir)
     # DVC cannot watch a local data.source folder: stop if its files changed since download.
     if group.main:  # once, not in every process
-        check_source(params.data.source, data.meta.get("files"), Path("data") / params.data.name)
-    norm = data.meta["normalization"]
-    settings = params.model.settings  # the chosen model's own section, model.<name>
+        check_source(params.data.source, data.meta.get("files"), data_dir)
+        check_tree(params.data.source, data.meta.get("tree"), data_dir)  # a folder of images
+    norm, shape = data.meta["normalization"], data.meta["shape"]
+    # the chosen model's own section (model.<name>), or a timm / user model's model.args
+    settings = params.model.settings if params.model.name in MODELS else params.model.args
     set_seed(params.base.seed)
-    model = build_model(params.model.name, settings, len(data.classes), norm["mean"], norm["std"])
+    model = build_model(
+        params.model.name, settings, len(data.classes), norm["mean"], norm["std"], shape
+    )
     if not group.main:  # the other processes train their share and write nothing
         fit(model, data.train, data.val, cfg, params.base.seed, device, group=group)
         return
@@ -100,6 +107,7 @@ def train(params: Params, group: Group = SINGLE) -> None:
         "model": {"name": params.model.name, "settings": settings_record(settings)},
         "classes": list(data.classes),
         "normalization": norm,
+        "shape": shape,  # (C, H, W) the model takes
         "dataset": data.name,
         "seed": params.base.seed,
     }

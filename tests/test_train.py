@@ -25,7 +25,8 @@ CPU = torch.device("cpu")
 def tiny_fit(project, name="cnn", epochs=3, seed=0):
     data = load_dataset(project / "data" / "idx")
     set_seed(seed)
-    settings = {"channels": [4, 8], "hidden": 16, "dropout": 0.0} if name == "cnn" else {}
+    small = {"cnn": {"channels": [4, 8], "hidden": 16, "dropout": 0.0}, "resnet": {"width": 8}}
+    settings = small.get(name, {})
     model = build_model(name, settings, 10, 0.2, 0.3)
     cfg = TrainParams(epochs=epochs, batch_size=32, lr=0.01, device="cpu")
     return model, fit(model, data.train, data.val, cfg, seed, CPU)

@@ -15,7 +15,7 @@ class Cnn3Settings(EntrySettings):
 
 
 @MODELS.register("cnn3", Cnn3Settings)
-def build(settings: Cnn3Settings, num_classes: int, mean: float, std: float, shape=(1, 28, 28)):
+def build(settings: Cnn3Settings, num_classes: int, mean, std, shape=(1, 28, 28)):
     """(B, C, H, W) -> three blocks, each halving the image -> (B, 4 * width) -> classes."""
     from torch import nn
 

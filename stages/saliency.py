@@ -69,7 +69,10 @@ def main() -> None:
     cfg, seed = params.saliency, params.base.seed
     set_seed(seed)
     device = resolve_device(params.train.device)
-    test = load_dataset(Path("data") / params.data.name).test
+    data = load_dataset(Path("data") / params.data.name)
+    test = data.test
+    # deletion and insertion put the dataset's mean colour where pixels are taken away
+    mean_colour = torch.tensor(data.meta["normalization"]["mean"], dtype=torch.float32)
     model, ckpt = load_checkpoint("models/model.pt", device)
     untrained, _ = load_checkpoint("models/init.pt", device)
     for m in (model, untrained):  # channels_last: faster convs on the CPU and CUDA, as in training
@@ -103,16 +106,16 @@ def main() -> None:
     )
     columns = labelled(predicted)
     maps = {m: attribute(model, x, target, m, cfg, seed) for m in cfg.methods}
-    plot_methods(x[:, 0], maps, columns, IMAGES / "methods.png", f"Maps for the {cfg.target} class")
+    plot_methods(x, maps, columns, IMAGES / "methods.png", f"Maps for the {cfg.target} class")
 
     # The numbers, over a seeded subset of the test split; these maps explain the predicted class.
     subset = eval_subset(len(test), cfg.n_eval, seed)
     predicted = logits(fast, test.images[subset], cfg.batch_size).argmax(1)
-    result = evaluate_maps(model, to_input(test.images[subset]), predicted, cfg, seed)
+    result = evaluate_maps(model, to_input(test.images[subset]), predicted, cfg, seed, mean_colour)
     labels = test.labels[subset]
     correct = result.predicted == labels
     plot_methods(
-        class_means({"x": to_input(test.images[subset])[:, 0]}, correct, labels, len(classes))["x"],
+        class_means({"x": to_input(test.images[subset])}, correct, labels, len(classes))["x"],
         class_means(result.maps, correct, labels, len(classes)),
         list(classes),
         IMAGES / "class_means.png",
@@ -123,7 +126,7 @@ def main() -> None:
     # The most-confused pairs (from evaluate): maps for the true and for the predicted class.
     if found := confused_pair_maps(fast, test.images, test.labels, pairs, cfg, seed):
         plot_pairs(
-            to_input(test.images[found.index])[:, 0],
+            to_input(test.images[found.index]),
             found.true_maps,
             found.predicted_maps,
             [
@@ -134,11 +137,9 @@ def main() -> None:
             "Most-confused pairs: maps for\nthe true and the predicted class",
         )
 
+    write_csv(PLOTS / "deletion.csv", *curve_table(result.deletion, cfg.methods, result.fractions))
     write_csv(
-        PLOTS / "deletion.csv", *curve_table(result.deletion, cfg.methods, cfg.deletion_steps)
-    )
-    write_csv(
-        PLOTS / "insertion.csv", *curve_table(result.insertion, cfg.methods, cfg.deletion_steps)
+        PLOTS / "insertion.csv", *curve_table(result.insertion, cfg.methods, result.fractions)
     )
     metrics = rounded(result.metrics(cfg.flag_correlation))
     write_json(Path("metrics/detail/saliency.json"), metrics)  # every method, every block

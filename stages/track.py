@@ -16,7 +16,7 @@ import yaml
 from exigo.core.envvars import read_env
 from exigo.core.errors import ExigoError, interrupts_always_stop, run_stage
 from exigo.core.outputs import read_json
-from exigo.core.params import flatten, load_params
+from exigo.core.params import flatten, is_import_path, load_params
 from exigo.models.live import LIVE_DIR, read_history
 from exigo.track.model_registry import SCORE
 from exigo.track.runs import RESTORED_TAG, RunContent, log_run, numeric_leaves, project_root
@@ -46,7 +46,8 @@ def main() -> None:
 
 def track() -> None:
     read_env()  # a bad EXIGO_* variable stops here, before anything is read or logged
-    data_name = load_params().data.name  # validated like every stage; the raw file is logged
+    checked = load_params()  # validated like every stage; the raw file is logged
+    data_name = checked.data.name
     params = flatten(yaml.safe_load(Path("params.yaml").read_text()))
     needed = [*METRICS.values(), *map(Path, DETAIL_TABLES), Path("models/model.pt")]
     missing = [str(p) for p in needed if not p.exists()]
@@ -62,9 +63,13 @@ def track() -> None:
 
     from exigo.models.checkpoint import load_checkpoint
 
-    model, _ = load_checkpoint("models/model.pt")
-    example = np.zeros((2, 1, 28, 28), dtype=np.float32)  # inputs in [0, 1]: the model normalises
-    content = RunContent(params, metrics, history, ARTIFACTS, model, example, tables)
+    model, ckpt = load_checkpoint("models/model.pt")
+    # the data's real input shape (C, H, W), in [0, 1]: the model normalises them itself
+    example = np.zeros((2, *ckpt.get("shape", (1, 28, 28))), dtype=np.float32)
+    # a model class of the user's own: its file goes with the logged model, which then loads
+    # wherever MLflow's is loaded (mlflow.pytorch pickles the class by reference)
+    code = [checked.model.code] if is_import_path(checked.model.name) else []
+    content = RunContent(params, metrics, history, ARTIFACTS, model, example, tables, code)
     logged = log_run(content, root=project_root(), data_name=data_name)
     store = describe(logged.uri)
     if logged.earlier:

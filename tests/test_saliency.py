@@ -102,8 +102,9 @@ def test_an_oracle_map_deletes_better_than_random_order():
         model, x, cls, pixel_order(oracle.float(), 60, 784, gen), steps, 97
     )
     by_chance = deletion_insertion(model, x, cls, pixel_order(None, 60, 784, gen), steps, 97)
-    assert auc(by_oracle[0], steps) < auc(by_chance[0], steps) - 0.2  # deletion: lower is better
-    assert auc(by_oracle[1], steps) > auc(by_chance[1], steps) + 0.2  # insertion: higher is better
+    area = lambda c: auc(c, steps, 784)  # noqa: E731
+    assert area(by_oracle[0]) < area(by_chance[0]) - 0.2  # deletion: lower is better
+    assert area(by_oracle[1]) > area(by_chance[1]) + 0.2  # insertion: higher is better
     # The curves start at the image and end at the empty image, whatever the order.
     torch.testing.assert_close(by_oracle[0][:, 0], by_chance[0][:, 0])
     torch.testing.assert_close(by_oracle[0][:, -1], by_oracle[1][:, 0])
@@ -121,11 +122,63 @@ def test_deletion_matches_a_step_by_step_loop():
     )
     flat = x.reshape(12, 784)
     with torch.no_grad():
-        for i, f in enumerate(fractions(6)):
+        for i, f in enumerate(fractions(6, 784)):
             k = round(f * 784)
             for curve, keep in ((deletion, rank >= k), (insertion, rank < k)):
                 p = model((flat * keep).reshape(12, 1, 28, 28)).softmax(1)[torch.arange(12), cls]
                 torch.testing.assert_close(curve[:, i], p, rtol=1e-5, atol=1e-6)
+
+
+def test_deletion_of_colour_images_puts_the_mean_colour_in_every_channel():
+    """RGB, 12x10 pixels, a mean colour as the baseline: each step's image, built by hand, gives
+    the probabilities the curves hold (the repeated-step shortcut changes nothing)."""
+    gen = torch.Generator().manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 12 * 10, 4)).eval()
+    x = torch.rand(5, 3, 12, 10, generator=gen)
+    x[:, :, :4] = torch.tensor([0.2, 0.4, 0.6])[:, None, None]  # some pixels already the baseline
+    colour = torch.tensor([0.2, 0.4, 0.6])
+    cls = torch.arange(5) % 4
+    order = pixel_order(torch.rand(5, 12, 10, generator=gen), 5, 120, gen)
+    deletion, insertion = deletion_insertion(model, x, cls, order, 5, 7, colour)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(120).expand(5, 120).contiguous())
+    plain = colour[None, :, None, None].expand_as(x)
+    with torch.no_grad():
+        for i, f in enumerate(fractions(5, 120)):
+            k = round(f * 120)
+            for curve, keep in ((deletion, rank >= k), (insertion, rank < k)):
+                image = torch.where(keep.reshape(5, 1, 12, 10), x, plain)
+                p = model(image).softmax(1)[torch.arange(5), cls]
+                torch.testing.assert_close(curve[:, i], p, rtol=1e-5, atol=1e-6)
+
+
+def test_maps_of_colour_images_are_one_value_per_pixel():
+    """(N, 3, H, W) inputs give (N, H, W) maps: Σc|a| for a method ranked by magnitude, Σc a for
+    signed evidence."""
+    gen = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 9 * 11, 3)).eval()
+    x, cls = torch.rand(4, 3, 9, 11, generator=gen), torch.tensor([0, 1, 2, 0])
+    grad = model[1].weight[cls].reshape(4, 3, 9, 11).detach()
+    torch.testing.assert_close(attribute(model, x, cls, "gradient", CFG), grad.abs().sum(1))
+    ig = attribute(model, x, cls, "integrated_gradients", CFG)  # linear: exactly w * x
+    torch.testing.assert_close(ig, (grad * x).sum(1), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 8), (1, 13, 17), (3, 40, 36)], ids=str)
+def test_every_method_maps_every_image_size(shape):
+    """From 8x8 up, grey or colour, square or not: one (H, W) map per image from every method, and
+    the curves over that many pixels."""
+    torch.manual_seed(0)
+    settings = {"channels": [4, 8], "hidden": 16, "dropout": 0.0}
+    model = build_model("cnn", settings, 3, [0.5] * shape[0], [0.25] * shape[0], shape).eval()
+    x, cls = torch.rand(4, *shape), torch.tensor([0, 1, 2, 0])
+    cfg = SaliencyParams(
+        methods=SALIENCY_METHODS.names(), integrated_gradients={"steps": 2}, deletion_steps=3,
+        n_randomization=2, smoothgrad={"samples": 2}, occlusion={"window": 2, "stride": 2},
+    )  # fmt: skip
+    result = evaluate_maps(model, x, cls, cfg, seed=0, baseline=torch.full((shape[0],), 0.5))
+    for maps in result.maps.values():
+        assert maps.shape == (4, *shape[1:])
+    assert len(result.fractions) == 4 and result.fractions[-1] == 1.0
 
 
 def test_a_randomised_model_gives_low_rank_correlation():
@@ -154,7 +207,7 @@ def test_metrics_are_deterministic_for_a_seed():
 
 def test_curve_table_is_long_with_the_method_in_a_column():
     curves = {"gradcam": np.array([1.0, 0.5, 0.0]), RANDOM: np.ones(3)}
-    header, rows = curve_table(curves, ["gradcam"], 2)
+    header, rows = curve_table(curves, ["gradcam"], fractions(2, 784))
     assert header == ["method", "fraction", "probability"]
     assert rows[1] == ["gradcam", 0.25, 0.5]  # fractions are (i / steps)^2
     assert [r[0] for r in rows] == ["gradcam"] * 3 + [RANDOM] * 3
@@ -162,7 +215,9 @@ def test_curve_table_is_long_with_the_method_in_a_column():
 
 def test_a_listed_method_without_a_curve_is_an_error_not_a_missing_series():
     with pytest.raises(ExigoError, match="no curve for method.*smoothgrad"):
-        curve_table({"gradcam": np.ones(3), RANDOM: np.ones(3)}, ["gradcam", "smoothgrad"], 2)
+        curve_table(
+            {"gradcam": np.ones(3), RANDOM: np.ones(3)}, ["gradcam", "smoothgrad"], np.ones(3)
+        )
 
 
 def test_images_are_one_per_class_and_seeded():

@@ -23,13 +23,17 @@ QUALITY = ("trustworthiness", "knn_acc_2d", "knn_acc_full", "silhouette_2d", "si
 def extract_features(
     model: torch.nn.Module, split: Split, batch_size: int, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(penultimate features (N, D), predicted labels (N,)) for a whole split, batched."""
+    """(penultimate features (N, D), predicted labels (N,)) for a whole split, batched. An exigo
+    Classifier's head turns its features into logits (one pass); a wrapped timm or user model
+    runs its own forward for them."""
     model.eval()
+    head = model.head if isinstance(getattr(model, "head", None), torch.nn.Module) else None
     feats, preds = [], []
     for x, _ in batches(split, batch_size, device):
         f = model.features(x)
-        feats.append(f.float().cpu())
-        preds.append(model.head(f).argmax(1).cpu())
+        feats.append(f.float().flatten(1).cpu())
+        logits = head(f) if head is not None else model(x)
+        preds.append(logits.argmax(1).cpu())
     return torch.cat(feats).numpy(), torch.cat(preds).numpy()
 
 

@@ -31,18 +31,38 @@ def projector_name(name: str) -> str:
     return f"class {name}"
 
 
-def write_sprite(path: Path, images: torch.Tensor) -> None:
-    """The projector's thumbnails: (N, 28, 28) uint8 tiled row-major into a square PNG."""
+SPRITE_MAX = 8192  # TensorBoard's projector refuses sprites larger than this, in pixels a side
+
+
+def thumbnail_size(n: int, height: int, width: int) -> tuple[int, int]:
+    """Each thumbnail's (H, W) in the sprite: native, unless a square sheet of n of them would
+    pass SPRITE_MAX; then scaled down (aspect kept) until it fits."""
+    side = int(np.ceil(np.sqrt(max(n, 1))))
+    scale = min(1.0, SPRITE_MAX / (side * height), SPRITE_MAX / (side * width))
+    return max(1, int(height * scale)), max(1, int(width * scale))
+
+
+def write_sprite(path: Path, images: torch.Tensor) -> tuple[int, int]:
+    """The projector's thumbnails: uint8 (N, C, H, W) tiled row-major into a square PNG, in colour
+    for RGB data, at native size unless the sheet would pass SPRITE_MAX. Returns the thumbnail
+    (H, W) the projector config must name."""
     from PIL import Image
 
-    n, h, w = images.shape
+    n, c, h, w = images.shape
+    th, tw = thumbnail_size(n, h, w)
     side = int(np.ceil(np.sqrt(n)))
-    sheet = np.zeros((side * h, side * w), dtype=np.uint8)
+    sheet = np.zeros((side * th, side * tw, c), dtype=np.uint8)
     for i, img in enumerate(images.numpy()):
-        r, c = divmod(i, side)
-        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = img
+        r, col = divmod(i, side)
+        tile = img.transpose(1, 2, 0)
+        if (th, tw) != (h, w):
+            pil = Image.fromarray(tile[:, :, 0] if c == 1 else tile)
+            tile = np.asarray(pil.resize((tw, th), Image.Resampling.LANCZOS)).reshape(th, tw, c)
+        sheet[r * th : (r + 1) * th, col * tw : (col + 1) * tw] = tile
     with atomic_path(path) as tmp:
-        Image.fromarray(sheet, mode="L").save(tmp, format="PNG")
+        image = Image.fromarray(sheet[:, :, 0], mode="L") if c == 1 else Image.fromarray(sheet)
+        image.save(tmp, format="PNG")
+    return th, tw
 
 
 def write_projector(
@@ -50,7 +70,7 @@ def write_projector(
     embeddings: dict[str, np.ndarray],  # tensor name -> (N, D)
     metadata: Sequence[Sequence[str]],
     header: Sequence[str],
-    images: torch.Tensor,  # (N, 28, 28) uint8: un-normalised thumbnails
+    images: torch.Tensor,  # (N, C, H, W) uint8: un-normalised thumbnails
 ) -> None:
     """Files TensorBoard's projector plugin reads (no TensorFlow needed): a TSV per tensor, one
     metadata TSV and one sprite shared by all tensors, and projector_config.pbtxt."""
@@ -59,7 +79,7 @@ def write_projector(
     run_dir.mkdir(parents=True, exist_ok=True)
     lines = ["\t".join(header)] + ["\t".join(str(v) for v in row) for row in metadata]
     (run_dir / "metadata.tsv").write_text("\n".join(lines) + "\n")
-    write_sprite(run_dir / "sprite.png", images)
+    thumb = write_sprite(run_dir / "sprite.png", images)
     config = projector.ProjectorConfig()
     for i, (name, matrix) in enumerate(embeddings.items()):
         tensor_file = f"tensor{i}.tsv"
@@ -70,7 +90,7 @@ def write_projector(
         emb.tensor_shape.extend(matrix.shape)
         emb.metadata_path = "metadata.tsv"
         emb.sprite.image_path = "sprite.png"
-        emb.sprite.single_image_dim.extend(images.shape[1:][::-1])  # width, height
+        emb.sprite.single_image_dim.extend(thumb[::-1])  # width, height
     projector.visualize_embeddings(str(run_dir), config)
     # TensorBoard lists a folder as a run only if it holds an event file: write one, with a note
     # on what the tensors are (the Text tab shows it).

@@ -5,8 +5,12 @@ al. 2013), Integrated Gradients from a black image, SmoothGrad, and Grad-CAM on 
 conv layer. Two checks score the maps: deletion/insertion curves (Petsiuk et al. 2018) against a
 random pixel order, and the cascading model-randomisation test (Adebayo et al. 2018).
 
-Every map is (N, 28, 28) in pixel space: models take pixels in [0, 1] and normalise them
-themselves, so an all-zero input is the empty (all-background) image.
+Every map is (N, H, W) in pixel space, whatever the number of channels C: models take pixels in
+[0, 1] and normalise them themselves. For C > 1 a method's attributions (N, C, H, W) become one
+value per pixel: Σc|a| for methods ranked by magnitude (SmoothGrad, the gradient), Σc a for
+signed evidence (Integrated Gradients, Grad-CAM, occlusion); for C = 1 the map is a's one
+channel. Deletion replaces all channels of a pixel with the dataset's mean colour; insertion
+starts from an image of that colour and puts the pixels back.
 """
 
 from __future__ import annotations
@@ -56,9 +60,11 @@ def attribute(
     seed: int = 0,
 ) -> torch.Tensor:
     """Maps of `method` for inputs x (N, C, H, W) in [0, 1] and targets (N,): (N, H, W) on the
-    CPU, summed over channels. Batched so that each forward pass holds about cfg.batch_size images
-    (an Integrated Gradients or SmoothGrad call expands each image into several copies)."""
+    CPU, one value per pixel (see the module's docstring for how channels combine). Batched so
+    that each forward pass holds about cfg.batch_size images (an Integrated Gradients or
+    SmoothGrad call expands each image into several copies)."""
     impl = method_for(method, cfg)
+    magnitude = impl.rank_by_magnitude
     chunk = max(1, cfg.batch_size // impl.copies)
     device = next(model.parameters()).device
     if impl.seeded:
@@ -74,7 +80,10 @@ def attribute(
                     f"saliency method {method!r} returned shape {tuple(attr.shape)} for inputs "
                     f"{tuple(xb.shape)}: expected (B, C, H, W) or (B, 1, H, W)"
                 )
-            out.append(attr.sum(1).cpu())
+            if attr.shape[1] == 1:
+                out.append(attr[:, 0].cpu())
+            else:  # a value per pixel: Σc|a| for a sensitivity, Σc a for signed evidence
+                out.append((attr.abs() if magnitude else attr).sum(1).cpu())
     return torch.cat(out) if out else torch.empty(0, *x.shape[-2:])
 
 
@@ -96,7 +105,7 @@ def pixel_order(
     return perm.gather(1, inner)
 
 
-def fractions(steps: int, n_pixels: int = 28 * 28) -> np.ndarray:
+def fractions(steps: int, n_pixels: int) -> np.ndarray:
     """The x axis of the curves: (steps + 1,) fractions of whole pixels from 0 to 1, spaced as
     (i / steps)^2 so that most points fall early, where the curves move (a good map's first few
     percent of pixels decide the class); the curves are flat towards the end."""
@@ -112,19 +121,26 @@ def deletion_insertion(
     order: torch.Tensor,
     steps: int,
     batch_size: int,
+    baseline: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Petsiuk et al.: the probability of class `cls` as pixels are removed from x (set to 0, the
-    background) or inserted into an empty image, in `order`. Returns (deletion, insertion), each
-    (N, steps + 1).
+    """Petsiuk et al.: the probability of class `cls` as pixels are removed from x (all their
+    channels set to `baseline`, a colour (C,): the dataset's mean; default black) or inserted,
+    in `order`, into an image of that colour. Returns (deletion, insertion), each (N, steps + 1).
 
-    Removing or inserting a background pixel (already 0) changes nothing, so a step's image is
-    fixed by how many ink pixels it has removed (inserted) so far. Only the distinct images go
-    through the model, in batches of about batch_size; repeated steps reuse their probability.
-    Exact, and most steps of a good ordering are repeats (its ink comes first)."""
+    Removing or inserting a pixel that already has the baseline colour changes nothing, so a
+    step's image is fixed by how many other pixels it has removed (inserted) so far. Only the
+    distinct images go through the model, in batches of about batch_size; repeated steps reuse
+    their probability. Exact, and on MNIST against black most steps of a good ordering are
+    repeats (its ink comes first)."""
     n, n_pixels = order.shape
+    channels = x.shape[1]
     device = next(model.parameters()).device
-    flat = x.reshape(n, n_pixels)
-    ink = flat.gather(1, order) != 0  # (N, P) in pixel order
+    if baseline is None:
+        baseline = torch.zeros(channels)
+    fill = baseline.to(x.dtype).reshape(1, channels, 1)  # (1, C, 1)
+    flat = x.reshape(n, channels, n_pixels)
+    # (N, P): whether each pixel, in `order`, differs from the baseline colour
+    ink = (flat != fill).any(1).gather(1, order)
     ink_before = torch.nn.functional.pad(ink.long().cumsum(1), (1, 0))  # (N, P+1)
     counts = torch.from_numpy(np.round(fractions(steps, n_pixels) * n_pixels)).long()
     c = ink_before[:, counts]  # (N, S+1): ink pixels removed (inserted) by each step
@@ -146,14 +162,15 @@ def deletion_insertion(
         return torch.cat(out) if out else torch.empty(0)
 
     full = probs(x, torch.arange(n))
-    empty = model(torch.zeros(1, *x.shape[1:], device=device)).softmax(1)[0].cpu()[cls]
+    plain = fill.reshape(1, channels, 1, 1).expand(1, *x.shape[1:]).to(device)
+    empty = model(plain).softmax(1)[0].cpu()[cls]
     curves = []
     for keep_removed in (True, False):  # deletion, then insertion
         p_new = []
         for s in range(0, len(rows), batch_size):
             r, v = rows[s : s + batch_size], values[s : s + batch_size, None]
             shown = ink_rank[r] >= v if keep_removed else ink_rank[r] < v
-            p_new.append(probs(flat[r] * shown, r))
+            p_new.append(probs(torch.where(shown[:, None, :], flat[r], fill), r))
         p_new = torch.cat(p_new) if p_new else torch.empty(0)
         # Every inner step takes the probability of the latest distinct image at or before it.
         slot = torch.full(c.shape, -1, dtype=torch.long)
@@ -182,16 +199,20 @@ def fused_copy(model: nn.Module) -> nn.Module:
     return fused
 
 
-def auc(curves: torch.Tensor, steps: int) -> float:
+def auc(curves: torch.Tensor, steps: int, n_pixels: int) -> float:
     """Area under the mean curve over fraction in [0, 1] (trapezoid rule)."""
     mean = curves.double().mean(0).numpy()
-    xs = fractions(steps)
+    xs = fractions(steps, n_pixels)
     return float(np.sum((xs[1:] - xs[:-1]) * (mean[1:] + mean[:-1]) / 2))
 
 
 def cascade_layers(model: nn.Module) -> list[str]:
     """The model's blocks with weights (a conv with its batch norm is one block), from the logits
-    down to the input: the order Adebayo et al. re-initialise them in."""
+    down to the input: the order Adebayo et al. re-initialise them in. Every exigo model lists
+    its blocks, input to output (`blocks()`: for timm's and yours, the wrapped net's); any other
+    module, by its children that hold weights."""
+    if callable(getattr(model, "blocks", None)):
+        return list(model.blocks())[::-1]
     return [name for name, m in model.named_children() if any(True for _ in m.parameters())][::-1]
 
 
@@ -268,8 +289,9 @@ class Evaluation:
     deletion_auc: dict[str, float]
     insertion_auc: dict[str, float]
     randomization: dict[str, list[tuple[str, float]]]  # method -> cascade of (layer, rho)
-    maps: dict[str, torch.Tensor]  # method -> (N, 28, 28) maps of the trained model
+    maps: dict[str, torch.Tensor]  # method -> (N, H, W) maps of the trained model
     predicted: torch.Tensor  # (N,) the class each map explains
+    fractions: np.ndarray  # (steps + 1,) the curves' x: fractions of the pixels changed
 
     def metrics(self, flag_correlation: float) -> dict:
         """Flat numbers for metrics/saliency.json (flags as 0/1: dvc exp show wants numbers)."""
@@ -300,12 +322,18 @@ class Evaluation:
 
 
 def evaluate_maps(
-    model: nn.Module, x: torch.Tensor, predicted: torch.Tensor, cfg: SaliencyParams, seed: int
+    model: nn.Module,
+    x: torch.Tensor,
+    predicted: torch.Tensor,
+    cfg: SaliencyParams,
+    seed: int,
+    baseline: torch.Tensor | None = None,
 ) -> Evaluation:
-    """Maps of every method for x (N, 1, 28, 28), each explaining the class the model predicted
-    (the decision the curves follow); their deletion/insertion curves against a random order, and
-    the randomisation check on the first cfg.n_randomization images."""
-    n, n_pixels = len(x), x[0].numel()
+    """Maps of every method for x (N, C, H, W), each explaining the class the model predicted
+    (the decision the curves follow); their deletion/insertion curves against a random order
+    (pixels replaced by `baseline`, a colour (C,): the dataset's mean), and the randomisation
+    check on the first cfg.n_randomization images."""
+    n, n_pixels = len(x), x[0, 0].numel()
     gen = torch.Generator().manual_seed(seed)
     fast = fused_copy(model)  # the same maps and probabilities, a third faster
     maps = {m: attribute(fast, x, predicted, m, cfg, seed) for m in cfg.methods}
@@ -314,7 +342,7 @@ def evaluate_maps(
     deletion, insertion = {}, {}
     for name, order in orders.items():
         deletion[name], insertion[name] = deletion_insertion(
-            fast, x, predicted, order, cfg.deletion_steps, cfg.batch_size
+            fast, x, predicted, order, cfg.deletion_steps, cfg.batch_size, baseline
         )
     k = min(cfg.n_randomization, n)
     reference = {m: maps[m][:k] for m in cfg.methods}
@@ -324,29 +352,30 @@ def evaluate_maps(
     return Evaluation(
         deletion={m: c.double().mean(0).numpy() for m, c in deletion.items()},
         insertion={m: c.double().mean(0).numpy() for m, c in insertion.items()},
-        deletion_auc={m: auc(c, cfg.deletion_steps) for m, c in deletion.items()},
-        insertion_auc={m: auc(c, cfg.deletion_steps) for m, c in insertion.items()},
+        deletion_auc={m: auc(c, cfg.deletion_steps, n_pixels) for m, c in deletion.items()},
+        insertion_auc={m: auc(c, cfg.deletion_steps, n_pixels) for m, c in insertion.items()},
         randomization=randomization,
         maps=maps,
         predicted=predicted,
+        fractions=fractions(cfg.deletion_steps, n_pixels),
     )
 
 
 def gradient_rows(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: SaliencyParams
 ) -> dict[str, torch.Tensor]:
-    """The five rows of the original figure, each (N, 28, 28): source, baseline (the gradient at an
-    empty image), saliency (the gradient at the image), delta, overlay (delta x source)."""
-    source = x[:, 0]
+    """The five rows of the original figure: source (the images, (N, C, H, W)), then (N, H, W)
+    maps: baseline (the gradient at an empty, black image), saliency (the gradient at the image),
+    delta, overlay (delta x the image's brightness)."""
     baseline = attribute(model, torch.zeros_like(x), target, "gradient", cfg)
     saliency = attribute(model, x, target, "gradient", cfg)
     delta = saliency - baseline
     return {
-        "source": source,
+        "source": x,
         "baseline": baseline,
         "saliency": saliency,
         "delta": delta,
-        "overlay": delta * source,
+        "overlay": delta * x.mean(1),
     }
 
 
@@ -354,7 +383,8 @@ def class_means(
     maps: dict[str, torch.Tensor], mask: torch.Tensor, labels: torch.Tensor, n_classes: int
 ) -> dict[str, torch.Tensor]:
     """Per method, the mean map of each class over the images where mask holds (the correctly
-    classified ones): (n_classes, 28, 28); a class with no such image is all zeros."""
+    classified ones): (n_classes, ...) of each map's shape; a class with no such image is all
+    zeros."""
     out = {}
     for m, v in maps.items():
         means = torch.zeros(n_classes, *v.shape[1:], dtype=v.dtype)
@@ -379,12 +409,13 @@ class PairMaps:
     index: torch.Tensor  # (K,) test indices
     true: torch.Tensor  # (K,) true classes
     predicted: torch.Tensor  # (K,) predicted classes
-    true_maps: dict[str, torch.Tensor]  # method -> (K, 28, 28) maps for the true class
-    predicted_maps: dict[str, torch.Tensor]  # method -> (K, 28, 28) maps for the predicted class
+    true_maps: dict[str, torch.Tensor]  # method -> (K, H, W) maps for the true class
+    predicted_maps: dict[str, torch.Tensor]  # method -> (K, H, W) maps for the predicted class
 
 
 def logits(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """(N, classes) logits on the CPU for uint8 images (N, 28, 28), in batches on the model's device."""
+    """(N, classes) logits on the CPU for uint8 images (N, C, H, W), in batches on the model's
+    device."""
     from exigo.data.splits import Split
     from exigo.models.training import predict
 
@@ -427,7 +458,7 @@ def confused_pair_maps(
 
 
 def curve_table(
-    curves: dict[str, np.ndarray], methods: Sequence[str], steps: int
+    curves: dict[str, np.ndarray], methods: Sequence[str], xs: np.ndarray
 ) -> tuple[list[str], list[list]]:
     """Mean curves in long form for DVC, MLflow and compare: [method, fraction, probability], one
     row per method and step, the methods in params order and then the random order. The method is
@@ -442,6 +473,6 @@ def curve_table(
     rows = [
         [m, round(float(f), 6), round(float(curves[m][i]), 6)]
         for m in (*methods, RANDOM)
-        for i, f in enumerate(fractions(steps))
+        for i, f in enumerate(xs)
     ]
     return ["method", "fraction", "probability"], rows

@@ -1,8 +1,9 @@
-"""Saliency figures: grids of 28x28 maps, one shared colour scale (and colour bar) per row.
+"""Saliency figures: grids of H x W maps, one shared colour scale (and colour bar) per row.
 
 A figure is one or more panels side by side (for example before / after training); each panel is
-a grid of rows x columns. Signed maps use a diverging scale centred on zero, the source images a
-grey one. The figure size follows from the grid alone (`grid_figsize`), so a PNG's pixel size says
+a grid of rows x columns. Signed maps use a diverging scale centred on zero, grey source images a
+grey one; colour source images are shown in colour, and every map row of a colour dataset is
+drawn over a faded grey copy of its image, so a map's place on the picture reads at a glance. The figure size follows from the grid alone (`grid_figsize`), so a PNG's pixel size says
 how many rows and columns it holds.
 """
 
@@ -18,7 +19,7 @@ from exigo.core.outputs import save_figure
 from exigo.core.registry import SALIENCY_METHODS
 from exigo.views.figures import plt
 
-CELL = 1.0  # inches per 28x28 map
+CELL = 1.0  # inches per map, whatever its pixel size
 MARGIN_W = 2.0  # row labels and the colour bar, per panel
 MARGIN_H = 0.9  # titles
 DPI = 100
@@ -37,14 +38,20 @@ LABEL_SIZE = 9
 
 @dataclass
 class Row:
-    """One row of a grid: a label, maps (n_cols, 28, 28), and a scale key shared by the rows that
-    must be compared on one colour scale (default: the row alone)."""
+    """One row of a grid: a label, maps (n_cols, H, W) (or colour images (n_cols, H, W, 3) in
+    [0, 1]), and a scale key shared by the rows that must be compared on one colour scale
+    (default: the row alone)."""
 
     label: str
     maps: np.ndarray
     scale: str | None = None
     grey: bool = False
     notes: dict[int, str] = field(default_factory=dict)  # column -> text drawn over its map
+    underlay: np.ndarray | None = None  # (n_cols, H, W) grey images in [0, 1] under the maps
+
+    @property
+    def rgb(self) -> bool:
+        return self.maps.ndim == 4
 
 
 @dataclass
@@ -68,6 +75,8 @@ def _limits(panel: Panel) -> dict[str, tuple[float, float]]:
     peaks: dict[str, float] = {}
     signed: dict[str, bool] = {}
     for i, row in enumerate(panel.rows):
+        if row.rgb:
+            continue
         key = row.scale or f"row{i}"
         peaks[key] = max(peaks.get(key, 0.0), float(np.abs(row.maps).max(initial=0.0)))
         signed[key] = signed.get(key, False) or bool((row.maps < 0).any())
@@ -80,8 +89,9 @@ def _limits(panel: Panel) -> dict[str, tuple[float, float]]:
 def mosaic(maps: np.ndarray, n_cols: int, gap: int = GAP) -> np.ndarray:
     """(n, h, w) maps side by side in one image, NaN (drawn blank) in the gaps and the empty cells:
     one imshow per row instead of one axes per map keeps a figure of 100 maps quick to draw."""
-    n, h, w = maps.shape
-    out = np.full((h, n_cols * (w + gap) - gap), np.nan)
+    n, h, w = maps.shape[:3]
+    fill = 1.0 if maps.ndim == 4 else np.nan  # colour images: white gaps
+    out = np.full((h, n_cols * (w + gap) - gap, *maps.shape[3:]), fill)
     for i in range(n):
         out[:, i * (w + gap) : i * (w + gap) + w] = maps[i]
     return out
@@ -108,14 +118,23 @@ def plot_grids(panels: Sequence[Panel], path: Path, title: str, stacked: bool = 
             if r >= len(panel.rows):
                 continue
             row = panel.rows[r]
-            vmin, vmax = limits[row.scale or f"row{r}"]
-            name = "gray_r" if row.grey else "RdBu_r" if vmin < 0 else "Reds"
-            cmap = plt.get_cmap(name).with_extremes(bad="white")
-            h, w = row.maps.shape[1:]
-            image = ax.imshow(
-                mosaic(row.maps, n_cols), cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal",
-                interpolation="nearest",
-            )  # fmt: skip
+            h, w = row.maps.shape[1:3]
+            if row.rgb:
+                image = ax.imshow(mosaic(row.maps, n_cols), aspect="equal", interpolation="nearest")
+            else:
+                vmin, vmax = limits[row.scale or f"row{r}"]
+                name = "gray_r" if row.grey else "RdBu_r" if vmin < 0 else "Reds"
+                cmap = plt.get_cmap(name).with_extremes(bad="white")
+                alpha = None
+                if row.underlay is not None:  # the image, faded, beneath the map
+                    faded = 0.55 + 0.45 * mosaic(row.underlay, n_cols)
+                    ax.imshow(faded, cmap="gray", vmin=0, vmax=1, aspect="equal",
+                              interpolation="nearest")  # fmt: skip
+                    alpha = 0.7
+                image = ax.imshow(
+                    mosaic(row.maps, n_cols), cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal",
+                    interpolation="nearest", alpha=alpha,
+                )  # fmt: skip
             ax.set_ylabel(row.label, fontsize=LABEL_SIZE, rotation=0, ha="right", va="center")
             for c, note in row.notes.items():
                 ax.text(c * (w + GAP) + (w - 1) / 2, (h - 1) / 2, note, ha="center", va="center",
@@ -130,6 +149,8 @@ def plot_grids(panels: Sequence[Panel], path: Path, title: str, stacked: bool = 
             bar = sub.colorbar(image, ax=ax, shrink=0.9, aspect=6, pad=0.01)
             bar.ax.tick_params(labelsize=7)
             bar.ax.yaxis.set_major_formatter("{x:.2g}")
+            if row.rgb:  # colour images have no scale; the bar keeps the rows aligned
+                bar.ax.set_visible(False)
     save_figure(path, fig, dpi=DPI)
 
 
@@ -157,16 +178,25 @@ def _notes(label: str, maps: np.ndarray) -> dict[int, str]:
     return {int(c): note for c in np.flatnonzero(blank)}
 
 
+def _image_row(images) -> tuple[np.ndarray, np.ndarray | None]:
+    """Source images (n, C, H, W) (or grey (n, H, W)) in [0, 1] -> (what the row shows, the grey
+    underlay for the map rows: None for grey images, whose maps read well on their own)."""
+    images = _np(images)
+    if images.ndim == 3 or images.shape[1] == 1:
+        return images.reshape(len(images), *images.shape[-2:]), None
+    return images.transpose(0, 2, 3, 1).clip(0, 1), images.mean(1)
+
+
 def _rows(rows: dict) -> list[Row]:
-    return [
-        Row(
-            _label(label),
-            _np(maps),
-            grey=label in GREY_ROWS,
-            notes=_notes(label, _np(maps)),
-        )
-        for label, maps in rows.items()
-    ]
+    out, underlay = [], None
+    for label, maps in rows.items():
+        if label in GREY_ROWS:
+            shown, underlay = _image_row(maps)
+            out.append(Row(_label(label), shown, grey=True))
+            continue
+        values = _np(maps)
+        out.append(Row(_label(label), values, notes=_notes(label, values), underlay=underlay))
+    return out
 
 
 def plot_before_after(
@@ -204,9 +234,13 @@ def plot_pairs(
 ) -> None:
     """Per confused pair (a column): the image, then each method's map for the true class and for
     the predicted class, the two on one colour scale."""
-    rows = [Row("source", _np(source), grey=True)]
+    shown, underlay = _image_row(source)
+    rows = [Row(_label("source"), shown, grey=True)]
     for m in true_maps:
         for maps, which in ((true_maps[m], "true class"), (pred_maps[m], "predicted")):
             values = _np(maps)
-            rows.append(Row(f"{_label(m)}\n({which})", values, scale=m, notes=_notes(m, values)))
+            rows.append(
+                Row(f"{_label(m)}\n({which})", values, scale=m, notes=_notes(m, values),
+                    underlay=underlay)
+            )  # fmt: skip
     plot_grids([Panel("", rows, columns)], path, title)

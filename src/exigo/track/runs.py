@@ -89,6 +89,7 @@ class RunContent:
     model: Any | None = None
     input_example: Any | None = None
     tables: dict[str, Any] = field(default_factory=dict)  # artifact file -> pandas.DataFrame
+    code_paths: list[str] = field(default_factory=list)  # a user's model code, logged with it
 
 
 @dataclass
@@ -251,6 +252,7 @@ def _log_model(mlflow, content: RunContent):
         name="model",
         input_example=content.input_example,
         pip_requirements=[f"torch=={_version('torch')}"],
+        code_paths=content.code_paths or None,  # the class's module: the model loads elsewhere
     )
 
 

@@ -14,6 +14,7 @@ from exigo.core.outputs import save_figure  # noqa: E402
 from exigo.views.palette import class_colour  # noqa: E402
 
 MAX_CELL_TEXT = 20  # classes up to which every cell prints its number (as the DVC templates)
+MAX_LEGEND = 20  # classes up to which the embedding plot has a legend (one palette colour each)
 
 
 def _percent(share: float) -> str:
@@ -66,8 +67,17 @@ def plot_confusion(
     save_figure(path, fig, dpi=110)
 
 
+def show_image(ax, image: np.ndarray) -> None:
+    """One uint8 image (C, H, W) as people see it: RGB in colour, grey as dark ink on white (the
+    way MNIST's digits read), pixels unsmoothed."""
+    if image.shape[0] == 3:
+        ax.imshow(image.transpose(1, 2, 0), interpolation="nearest")
+    else:
+        ax.imshow(image[0], cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+
+
 def plot_mistakes(
-    images: np.ndarray,  # (K, 28, 28) uint8
+    images: np.ndarray,  # (K, C, H, W) uint8
     true: np.ndarray,
     pred: np.ndarray,
     confidence: np.ndarray,
@@ -85,7 +95,7 @@ def plot_mistakes(
         ax.axis("off")
     for i in range(k):
         ax = axes.flat[i]
-        ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
+        show_image(ax, images[i])
         ax.set_title(f"{classes[true[i]]} → {classes[pred[i]]}\n{confidence[i]:.0%}", fontsize=11)
     if k == 0:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=12)
@@ -101,22 +111,33 @@ def plot_embeddings(
     path: Path,
     subtitles: dict[str, str] | None = None,
 ) -> None:
-    """Side-by-side 2-D maps coloured by true class, one shared legend."""
-    n = len(maps)
-    fig, axes = plt.subplots(1, n, figsize=(5 * n, 5.4), squeeze=False)
+    """Side-by-side 2-D maps coloured by true class, one shared legend. Past MAX_LEGEND classes
+    a legend no longer reads (nor do 20 colours tell 100 classes apart): the points are coloured
+    by class index on one continuous scale, with a colour bar."""
+    n, k = len(maps), len(classes)
+    many = k > MAX_LEGEND
+    fig, axes = plt.subplots(1, n, figsize=(5 * n + (0.8 if many else 0), 5.4), squeeze=False)
+    cmap = plt.get_cmap("turbo")
+    scatter = None
     for ax, (title, xy) in zip(axes[0], maps.items(), strict=True):
-        for c, name in enumerate(classes):
-            pts = xy[labels == c]
-            ax.scatter(
-                pts[:, 0],
-                pts[:, 1],
-                s=3,
-                alpha=0.7,
-                color=class_colour(c),
-                label=name,
-                rasterized=True,
-                linewidths=0,
-            )
+        if many:
+            scatter = ax.scatter(
+                xy[:, 0], xy[:, 1], s=3, alpha=0.7, c=labels, cmap=cmap, vmin=0, vmax=k - 1,
+                rasterized=True, linewidths=0,
+            )  # fmt: skip
+        else:
+            for c, name in enumerate(classes):
+                pts = xy[labels == c]
+                ax.scatter(
+                    pts[:, 0],
+                    pts[:, 1],
+                    s=3,
+                    alpha=0.7,
+                    color=class_colour(c),
+                    label=name,
+                    rasterized=True,
+                    linewidths=0,
+                )
         ax.set_title(
             title + (f"\n{subtitles[title]}" if subtitles and title in subtitles else ""),
             fontsize=10,
@@ -124,15 +145,21 @@ def plot_embeddings(
         ax.set_aspect("equal", adjustable="datalim")
         ax.set_xticks([])
         ax.set_yticks([])
-    handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        names,
-        loc="lower center",
-        ncol=min(len(classes), 10),
-        markerscale=4,
-        title="true class",
-        frameon=False,
-    )
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    if many:
+        fig.tight_layout(rect=(0, 0, 0.93, 1))
+        bar = fig.colorbar(scatter, ax=list(axes[0]), fraction=0.02, pad=0.01)
+        bar.set_label(f"true class (index 0..{k - 1}; names in the projector)")
+        bar.solids.set_alpha(1)
+    else:
+        handles, names = axes[0][0].get_legend_handles_labels()
+        fig.legend(
+            handles,
+            names,
+            loc="lower center",
+            ncol=min(k, 10),
+            markerscale=4,
+            title="true class",
+            frameon=False,
+        )
+        fig.tight_layout(rect=(0, 0.1 if k <= 10 else 0.15, 1, 1))
     save_figure(path, fig, dpi=110)

@@ -18,6 +18,13 @@ class GradCam(SaliencyMethod):
     def attribute(self, model, x, target):
         from captum.attr import LayerAttribution, LayerGradCam
 
+        if not getattr(model, "last_conv", None):
+            from exigo.core.errors import ExigoError
+
+            raise ExigoError(
+                "saliency.methods: gradcam needs a conv layer whose output is larger than 1x1, "
+                "and this model has none (name one in its last_conv); leave gradcam out"
+            )
         layer = model.get_submodule(model.last_conv)
         cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
         return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")

@@ -305,6 +305,12 @@ class TestPipeline:
             assert column in header, (column, table)
         for hidden in ("Created", "src/", "models/", "train_loss", "macro"):  # dropped
             assert hidden not in header, (hidden, table)
+        # Getting started's `dvc metrics show <file>` fits too (without a file it is ~310 wide).
+        page = (ROOT / "docs" / "getting-started.md").read_text()
+        (command,) = [ln for ln in page.splitlines() if ln.startswith("dvc metrics show ")]
+        metrics = dvc(*shlex.split(command.split("#")[0])[1:], cwd=project,
+                      env={**env, "COLUMNS": "120"}).stdout  # fmt: skip
+        assert max(map(len, metrics.splitlines())) <= 120 and "accuracy" in metrics, metrics
         # Both trained here, in one environment: its record is read at the experiment (DVC's
         # cache) and at HEAD, and nothing differs.
         assert environment_at("lr-high", project)["packages"]["torch"] == metadata.version("torch")

@@ -241,7 +241,7 @@ def test_builtin_registry_agrees_with_torchvision():
 
 def test_mnist_sample_is_real_mnist_offline():
     images, labels = load_mnist_sample()
-    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8
     assert np.bincount(labels).tolist() == [500] * 10
 
 

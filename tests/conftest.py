@@ -31,10 +31,14 @@ FILES = {
 # Test files, longest first (seconds of the default suite on 2 cores, `--durations=0`). With
 # `--dist loadfile --no-loadscope-reorder` (pyproject) xdist hands files out in this order, so
 # the long end-to-end file starts at once instead of running alone at the end (xdist's own
-# order is by test count, which put it last). Files not named here go after.
+# order is by test count, which put it last). Files not named here go after. The first two
+# hold only slow and team tests: they lead the `-m "slow or team"` session CI runs.
 LONGEST_FIRST = (
+    "test_team.py",  # team: 742 s, one file (services, two clones, four pipelines)
+    "test_pipeline_any.py",  # slow: three pipelines on other data, about 7 minutes
     "test_pipeline.py",  # 192 s
     "test_train.py",  # 105 s
+    "test_models.py",  # ~50 s (every model, timm and user classes, checkpoints)
     "test_download.py",  # 63 s
     "test_embed.py",  # 63 s
     "test_evaluate.py",  # 55 s

@@ -114,13 +114,18 @@ def main() -> None:
     result = evaluate_maps(model, to_input(test.images[subset]), predicted, cfg, seed, mean_colour)
     labels = test.labels[subset]
     correct = result.predicted == labels
+    per_class = torch.bincount(labels[correct], minlength=len(classes))
     plot_methods(
         class_means({"x": to_input(test.images[subset])}, correct, labels, len(classes))["x"],
         class_means(result.maps, correct, labels, len(classes)),
-        list(classes),
+        [
+            f"{c}\n({int(n)})" if n else f"{c}\n(none right)"
+            for c, n in zip(classes, per_class, strict=True)
+        ],
         IMAGES / "class_means.png",
         f"Mean map per class over {int(correct.sum()):,} correctly classified test images",
         source_label="mean image",
+        absent=[c for c, n in enumerate(per_class.tolist()) if n == 0],
     )
 
     # The most-confused pairs (from evaluate): maps for the true and for the predicted class.

@@ -9,6 +9,7 @@ how many rows and columns it holds.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +105,8 @@ def plot_grids(panels: Sequence[Panel], path: Path, title: str, stacked: bool = 
     n_cols = max(max(len(r.maps) for r in p.rows) for p in panels)
     size = grid_figsize(n_rows, n_cols, len(panels), stacked)
     fig = plt.figure(figsize=size, layout="constrained")
-    fig.suptitle(title, fontsize=12)
+    # wrapped to the figure's width: a grid of a few columns is narrower than its title
+    fig.suptitle(textwrap.fill(title, width=max(24, int(size[0] * 10))), fontsize=12)
     shape = (len(panels), 1) if stacked else (1, len(panels))
     subfigs = np.atleast_1d(fig.subfigures(*shape, wspace=0.04, hspace=0.04)).ravel()
     for sub, panel in zip(subfigs, panels, strict=True):
@@ -187,7 +189,9 @@ def _image_row(images) -> tuple[np.ndarray, np.ndarray | None]:
     return images.transpose(0, 2, 3, 1).clip(0, 1), images.mean(1)
 
 
-def _rows(rows: dict) -> list[Row]:
+def _rows(rows: dict, absent: Sequence[int] = ()) -> list[Row]:
+    """Rows of images and maps; the `absent` columns have no image (a class with none) and say
+    so on every map, instead of a method's blank-map note."""
     out, underlay = [], None
     for label, maps in rows.items():
         if label in GREY_ROWS:
@@ -195,7 +199,9 @@ def _rows(rows: dict) -> list[Row]:
             out.append(Row(_label(label), shown, grey=True))
             continue
         values = _np(maps)
-        out.append(Row(_label(label), values, notes=_notes(label, values), underlay=underlay))
+        notes = {c: n for c, n in _notes(label, values).items() if c not in absent}
+        notes |= {int(c): "no image" for c in absent}
+        out.append(Row(_label(label), values, notes=notes, underlay=underlay))
     return out
 
 
@@ -223,10 +229,17 @@ def plot_before_after(
 
 
 def plot_methods(
-    source, maps: dict, columns: Sequence[str], path: Path, title: str, source_label: str = "source"
+    source,
+    maps: dict,
+    columns: Sequence[str],
+    path: Path,
+    title: str,
+    source_label: str = "source",
+    absent: Sequence[int] = (),
 ) -> None:
-    """A source row, then one row per method."""
-    plot_grids([Panel("", _rows({source_label: source, **maps}), columns)], path, title)
+    """A source row, then one row per method (`absent`: columns with no image behind them)."""
+    rows = _rows({source_label: source, **maps}, absent)
+    plot_grids([Panel("", rows, columns)], path, title)
 
 
 def plot_pairs(

@@ -219,3 +219,21 @@ def test_bad_embed_params_give_the_clear_error(tmp_path, stage_env):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     names = " or ".join(f"'{n}'" for n in PROJECTIONS.names())  # pca, tsne
     assert f"embed.method: input should be {names} (got 'umap')" in result.stderr
+
+
+def test_the_sprite_is_in_colour_and_fits_tensorboards_limit(tmp_path):
+    """RGB thumbnails stay RGB at native size; a sheet that would pass 8,192 px a side (10,000
+    images of 224x224) scales each thumbnail down, aspect kept."""
+    from exigo.embed.tensorboard import SPRITE_MAX, thumbnail_size, write_sprite
+
+    images = torch.randint(0, 256, (5, 3, 12, 10), dtype=torch.uint8)
+    assert write_sprite(tmp_path / "s.png", images) == (12, 10)
+    with Image.open(tmp_path / "s.png") as img:
+        assert img.mode == "RGB" and img.size == (3 * 10, 3 * 12)
+        assert np.array_equal(np.asarray(img)[:12, :10], images[0].permute(1, 2, 0).numpy())
+    assert thumbnail_size(1000, 224, 224) == (224, 224)  # 32 x 224 = 7,168 px: native
+    h, w = thumbnail_size(10_000, 224, 160)
+    assert 100 * h <= SPRITE_MAX and 100 * w <= SPRITE_MAX and abs(h / w - 224 / 160) < 0.05
+    grey = write_sprite(tmp_path / "g.png", torch.zeros(2, 1, 9, 9, dtype=torch.uint8))
+    with Image.open(tmp_path / "g.png") as img:
+        assert grey == (9, 9) and img.mode == "L"

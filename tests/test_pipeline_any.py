@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 import yaml
-from conftest import dvc, init_repo, make_env, make_project, mlflow_runs, serve_mirror
+from conftest import TINY_PARAMS, dvc, init_repo, make_env, make_project, mlflow_runs, serve_mirror
 from conftest import tiny_params as base_params
 from PIL import Image
 from test_formats import cifar_archive
@@ -39,16 +39,15 @@ class Net(nn.Module):
         return self.fc(self.body(x))
 '''
 
-PARAMS = {
+PARAMS = {  # conftest's tiny params, smaller still: three pipelines run here
     "embed": {"n_points": 24, "method": "pca", "neighbors": 3, "folds": 2},
     "saliency": {
+        **TINY_PARAMS["saliency"],
         "n_images": 3,
         "n_eval": 12,
         "n_randomization": 4,
         "integrated_gradients": {"steps": 2},
-        "smoothgrad": {"samples": 2},
         "deletion_steps": 3,
-        "batch_size": 64,
         "n_pairs": 1,
     },
 }

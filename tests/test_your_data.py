@@ -201,3 +201,14 @@ def test_resize_is_antialiased_and_keeps_channels():
     small = resize(stripes, (4, 4))
     assert small.shape == (2, 3, 4, 4) and 100 < small.mean() < 155
     assert resize(stripes, (8, 8)) is stripes  # the same size: untouched
+
+
+def test_a_user_package_that_fails_to_import_is_one_params_line(tmp_path, monkeypatch):
+    """find_spec imports a module's parent package: one that raises is a line, not a traceback."""
+    (tmp_path / "broken_pkg").mkdir()
+    (tmp_path / "broken_pkg" / "__init__.py").write_text("raise RuntimeError('half-written')\n")
+    (tmp_path / "broken_pkg" / "data.py").write_text("def load():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamsError, match=r"cannot find module 'broken_pkg.data' \(RuntimeError"):
+        parse_params({"data": {"name": "broken_pkg.data:load", "code": "broken_pkg"}})

@@ -100,8 +100,10 @@ def _code_covers(key: str, name: str, code: str) -> None:
     module = name.split(":")[0]
     try:
         spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as exc:
-        raise ValueError(f"name: cannot find module '{module}' ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a parent package of the user's that fails to import
+        raise ValueError(
+            f"name: cannot find module '{module}' ({type(exc).__name__}: {exc})"
+        ) from None
     if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
         raise ValueError(
             f"name: no module '{module}' (run from the project root, where {module.replace('.', '/')}.py"

@@ -19,7 +19,14 @@ from exigo.core.outputs import read_json
 from exigo.core.params import flatten, is_import_path, load_params
 from exigo.models.live import LIVE_DIR, read_history
 from exigo.track.model_registry import SCORE
-from exigo.track.runs import RESTORED_TAG, RunContent, log_run, numeric_leaves, project_root
+from exigo.track.runs import (
+    RESTORED_TAG,
+    DataInput,
+    RunContent,
+    log_run,
+    numeric_leaves,
+    project_root,
+)
 from exigo.track.store import describe
 from exigo.track.tables import DETAIL_TABLES
 
@@ -70,6 +77,7 @@ def track() -> None:
     # wherever MLflow's is loaded (mlflow.pytorch pickles the class by reference)
     code = [checked.model.code] if is_import_path(checked.model.name) else []
     content = RunContent(params, metrics, history, ARTIFACTS, model, example, tables, code)
+    content.datasets = data_inputs(data_name, project_root())
     logged = log_run(content, root=project_root(), data_name=data_name)
     store = describe(logged.uri)
     if logged.earlier:
@@ -94,6 +102,27 @@ def track() -> None:
             f"MLflow: registered model '{reg.name}' version {reg.version} "
             f"(train.val_acc {metrics[SCORE]:.4f}); {best}"
         )
+
+
+def data_inputs(data_name: str, root: Path) -> list[DataInput]:
+    """The splits `download` wrote, by the digests meta.json records (none in an older file)."""
+    data_dir = Path("data") / data_name
+    meta = read_json(data_dir / "meta.json", "download")
+    digests, sizes = meta.get("sha256"), meta.get("sizes")
+    if not (isinstance(digests, dict) and isinstance(sizes, dict)):
+        return []
+    return [
+        DataInput(
+            data_name,
+            split,
+            str(digest),
+            tuple(meta["shape"]),
+            root / data_dir / f"{split}.pt",
+            int(sizes[split]),
+        )
+        for split, digest in digests.items()
+        if split in sizes
+    ]
 
 
 def detail_table(path: str, table):

@@ -115,6 +115,15 @@ class TestPipeline:
         client = mlflow.MlflowClient()
         (run,) = mlflow_runs(project)
         assert run.data.params["train.epochs"] == "2" and run.data.params["data.source"]
+        # the splits as MLflow dataset inputs: the runs list's Dataset column, by content digest
+        meta = json.loads((project / "data/idx/meta.json").read_text())
+        inputs = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}  # its context
+        assert set(inputs) == {"training", "validation", "testing"}
+        train = inputs["training"]
+        assert train.name == "idx" and train.digest == meta["sha256"]["train"][:10]
+        assert json.loads(train.source)["uri"].endswith("data/idx/train.pt")
+        images = json.loads(train.schema)["mlflow_colspec"][0]["tensor-spec"]
+        assert images == {"dtype": "uint8", "shape": [meta["sizes"]["train"], 1, 28, 28]}
         metrics = json.loads((project / "metrics/evaluate.json").read_text())
         assert run.data.metrics["evaluate.accuracy"] == pytest.approx(metrics["accuracy"])
         steps = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_acc")]

@@ -79,6 +79,19 @@ def numeric_leaves(flat: dict[str, Any]) -> dict[str, float]:
 
 
 @dataclass
+class DataInput:
+    """One split the run read, logged as an MLflow dataset input (name, digest, schema, where):
+    `mlflow ui` shows it in the runs list's Dataset column and can filter runs by it."""
+
+    name: str  # data.name
+    split: str  # train, val or test
+    digest: str  # sha256 of the split's images and labels, as meta.json records it
+    shape: tuple[int, ...]  # (C, H, W)
+    path: Path  # the split's file in the project (a DVC output)
+    size: int
+
+
+@dataclass
 class RunContent:
     """Everything one run logs."""
 
@@ -90,6 +103,7 @@ class RunContent:
     input_example: Any | None = None
     tables: dict[str, Any] = field(default_factory=dict)  # artifact file -> pandas.DataFrame
     code_paths: list[str] = field(default_factory=list)  # a user's model code, logged with it
+    datasets: list[DataInput] = field(default_factory=list)  # the splits, as MLflow inputs
 
 
 @dataclass
@@ -210,6 +224,7 @@ def _log(
     ) as run:
         run_id = run.info.run_id
         _log_values(client, run_id, int(run.info.start_time), content)
+        _log_inputs(mlflow, content.datasets)
         _log_files(mlflow, content)
         if content.model is not None:
             model = _log_model(mlflow, content)
@@ -232,6 +247,35 @@ def _log_values(client, run_id: str, now: int, content: RunContent) -> None:
         client.log_batch(run_id, params=params[i : i + 100])
     for i in range(0, len(values), 1000):
         client.log_batch(run_id, metrics=values[i : i + 1000])
+
+
+CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}  # MLflow's words
+
+
+def _log_inputs(mlflow, datasets: list[DataInput]) -> None:
+    import numpy as np
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+    from mlflow.types import Schema, TensorSpec
+
+    if not datasets:
+        return
+    inputs = [
+        MetaDataset(
+            LocalArtifactDatasetSource(str(d.path)),
+            name=d.name,
+            digest=d.digest[:10],
+            schema=Schema(
+                [
+                    TensorSpec(np.dtype(np.uint8), (d.size, *d.shape), "images"),
+                    TensorSpec(np.dtype(np.int64), (d.size,), "labels"),
+                ]
+            ),
+        )
+        for d in datasets
+    ]
+    contexts = [CONTEXTS.get(d.split, d.split) for d in datasets]
+    mlflow.log_inputs(inputs, contexts, [None] * len(inputs))
 
 
 def _log_files(mlflow, content: RunContent) -> None:

@@ -286,6 +286,9 @@ def test_fresh_clone_plots_page_needs_no_extra_step(experiments, tmp_path):
     assert len(sizes) >= expected
 
 
+RUNS_LIST_COLUMNS = ("evaluate.accuracy", "train.val_acc", "train.lr")  # as docs/mlflow.md
+
+
 @pytest.mark.slow
 def test_mlflow_ui_lists_runs_and_shows_a_run(experiments):
     project, env = experiments
@@ -315,6 +318,18 @@ def test_mlflow_ui_lists_runs_and_shows_a_run(experiments):
         page.get_by_text("lr-high").first.wait_for(timeout=60_000)
         page.get_by_text(run.info.run_name).first.wait_for(timeout=60_000)
         assert "/runs?" in page.url and "workflowType=machine_learning" in page.url, page.url
+        # What docs/mlflow.md tells a user to do once: close the Assistant MLflow 3.17 opens on a
+        # local server's first visit, and pick the runs list's columns (MLflow shows none of a
+        # run's metrics or params until asked, then remembers the choice in the browser).
+        page.get_by_placeholder("Ask a question").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Close").click()
+        page.get_by_role("button", name="Columns").click()
+        for column in ("Source", "Models", *RUNS_LIST_COLUMNS):  # off, then on: room at 1,400 px
+            page.get_by_text(column, exact=True).last.click()
+        page.keyboard.press("Escape")
+        header = page.locator(".ag-header").inner_text()
+        rows = page.locator(".ag-center-cols-container").inner_text()
+        assistant_open = page.get_by_placeholder("Ask a question").count()
         _shot(page, "mlflow-runs")
         page.goto(f"{runs_page}/{exp_run.info.run_id}{mode}")  # the run, as track links it
         page.get_by_text("train.lr").first.wait_for(timeout=60_000)
@@ -325,6 +340,17 @@ def test_mlflow_ui_lists_runs_and_shows_a_run(experiments):
         artifacts = page.inner_text("body")
         _shot(page, "mlflow-artifacts")
     assert "train.lr" in body and "0.02" in body and "evaluate.accuracy" in body
+    assert all(column in header for column in RUNS_LIST_COLUMNS), header
+    assert "Source" not in header and "Models" not in header, header
+    for logged in (run, exp_run):  # each run's numbers in its row, and the data it read
+        assert f"{logged.data.metrics['evaluate.accuracy']:.4g}"[:4] in rows, rows
+        (digest,) = [
+            d.dataset.digest
+            for d in logged.inputs.dataset_inputs
+            if {(t.key, t.value) for t in d.tags} == {("mlflow.data.context", "training")}
+        ]
+        assert f"idx ({digest})" in rows, rows  # the Dataset column: the training split first
+    assert not assistant_open, "the Assistant panel stayed open"
     assert "plots" in artifacts and "metrics" in artifacts
     assert run.info.run_id != exp_run.info.run_id
 

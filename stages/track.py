@@ -108,15 +108,15 @@ def data_inputs(data_name: str, root: Path) -> list[DataInput]:
     """The splits `download` wrote, by the digests meta.json records (none in an older file)."""
     data_dir = Path("data") / data_name
     meta = read_json(data_dir / "meta.json", "download")
-    digests, sizes = meta.get("sha256"), meta.get("sizes")
-    if not (isinstance(digests, dict) and isinstance(sizes, dict)):
+    digests, sizes, shape = meta.get("sha256"), meta.get("sizes"), meta.get("shape")
+    if not (isinstance(digests, dict) and isinstance(sizes, dict) and isinstance(shape, list)):
         return []
     return [
         DataInput(
             data_name,
             split,
             str(digest),
-            tuple(meta["shape"]),
+            tuple(shape),
             root / data_dir / f"{split}.pt",
             int(sizes[split]),
         )

@@ -136,6 +136,34 @@ def all_runs(project, deleted: bool = False):
     return client.search_runs([exp.experiment_id], run_view_type=view)
 
 
+def test_the_splits_meta_json_records_are_the_runs_dataset_inputs(local_store, monkeypatch):
+    """One MLflow dataset input per split, by the digest meta.json records; an older meta.json
+    without digests logs none rather than failing the run."""
+    from stages.track import data_inputs
+
+    monkeypatch.chdir(local_store)
+    (local_store / "data/x").mkdir(parents=True)
+    meta = local_store / "data/x/meta.json"
+    meta.write_text(json.dumps({"dataset": "x", "classes": ["a", "b"]}))
+    assert data_inputs("x", local_store) == []
+    digests = {s: f"{i}" * 64 for i, s in enumerate(("train", "val", "test"))}
+    sizes = {"train": 5, "val": 2, "test": 3}
+    meta.write_text(json.dumps({"sha256": digests, "sizes": sizes, "shape": [3, 8, 10]}))
+    logged = content()
+    logged.datasets = data_inputs("x", local_store)
+    run_id = log_run(logged, root=local_store, cwd=local_store).run_id
+    (run,) = [r for r in all_runs(local_store) if r.info.run_id == run_id]
+    got = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
+    assert {c: (d.name, d.digest) for c, d in got.items()} == {
+        "training": ("x", "0" * 10),
+        "validation": ("x", "1" * 10),
+        "testing": ("x", "2" * 10),
+    }
+    spec = json.loads(got["testing"].schema)["mlflow_colspec"][0]["tensor-spec"]
+    assert spec["shape"] == [3, 3, 8, 10]
+    assert json.loads(got["testing"].source)["uri"] == str(local_store / "data/x/test.pt")
+
+
 def test_a_change_is_logged_once_and_a_cut_off_run_is_replaced(local_store):
     first = log_run(content(), root=local_store, cwd=local_store)
     again = log_run(content(), root=local_store, cwd=local_store)  # a retry of the same change

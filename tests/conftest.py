@@ -312,6 +312,41 @@ def dvc(*args, cwd, env, check=True) -> subprocess.CompletedProcess:
     return sh([shutil.which("dvc"), *args], cwd, env, check)
 
 
+@contextmanager
+def mlflow_store(uri: str | None = None):
+    """MLflow's fluent API (mlflow.pytorch.load_model, search_logged_models, models:/ URIs) on
+    this store for the block, then on none. mlflow.set_tracking_uri, which exigo's log_run also
+    calls, sets a process-wide URI and MLFLOW_TRACKING_URI in os.environ: left set, it sent the
+    stages a later test ran (and its own lookups) to an earlier test's store."""
+    import os
+
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)  # also unsets MLFLOW_TRACKING_URI
+        if before is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+@pytest.fixture(autouse=True)
+def _no_mlflow_store_left_set():
+    """Every test starts with MLflow's URI unset in this process, whatever the last one did (see
+    mlflow_store); cheap: it imports nothing."""
+    import os
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(None)
+        if before is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def mlflow_runs(project) -> list:
     import mlflow
 

@@ -12,7 +12,16 @@ import re
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY_PARAMS, dvc, init_repo, make_env, make_project, mlflow_runs, serve_mirror
+from conftest import (
+    TINY_PARAMS,
+    dvc,
+    init_repo,
+    make_env,
+    make_project,
+    mlflow_runs,
+    mlflow_store,
+    serve_mirror,
+)
 from conftest import tiny_params as base_params
 from PIL import Image
 from test_formats import cifar_archive
@@ -109,12 +118,11 @@ class TestAnyData:
         assert run.data.params["model.name"] == "my_models:Net"
         import mlflow
 
-        uri = f"sqlite:///{project / 'mlflow.db'}"
-        mlflow.set_tracking_uri(uri)
-        (logged,) = mlflow.search_logged_models(
-            experiment_ids=[run.info.experiment_id], output_format="list"
-        )
-        info = mlflow.models.get_model_info(f"models:/{logged.model_id}")
+        with mlflow_store(f"sqlite:///{project / 'mlflow.db'}"):
+            (logged,) = mlflow.search_logged_models(
+                experiment_ids=[run.info.experiment_id], output_format="list"
+            )
+            info = mlflow.models.get_model_info(f"models:/{logged.model_id}")
         (inputs,) = info.signature.inputs.to_dict()
         assert tuple(inputs["tensor-spec"]["shape"]) == (-1, 3, 20, 24)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import STAGES, make_project, run_stage, tiny_params
+from conftest import STAGES, make_project, mlflow_store, run_stage, tiny_params
 
 from exigo.core.errors import ExigoError, interrupts_always_stop
 from exigo.track.lineage import COMPLETE_TAG, KEY_TAG, dvc_hashes, dvc_remote_url, run_tags
@@ -55,11 +55,11 @@ def tracked(tiny_project, stage_env, monkeypatch):
     assert "MLflow: logged run" in out
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tiny_project / 'mlflow.db'}")
-    client = mlflow.MlflowClient()
-    (exp,) = [e for e in client.search_experiments() if e.name == tiny_project.name]
-    (run,) = client.search_runs([exp.experiment_id])
-    return tiny_project, client, run
+    with mlflow_store(f"sqlite:///{tiny_project / 'mlflow.db'}"):
+        client = mlflow.MlflowClient()
+        (exp,) = [e for e in client.search_experiments() if e.name == tiny_project.name]
+        (run,) = client.search_runs([exp.experiment_id])
+        yield tiny_project, client, run
 
 
 @pytest.mark.slow  # the whole pipeline once more; the in-process test below covers the rules
@@ -123,7 +123,8 @@ def local_store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # unset for the code, restored afterwards
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "proj")
-    return project
+    with mlflow_store():  # log_run sets MLflow's URI for the process: unset after the test
+        yield project
 
 
 def all_runs(project, deleted: bool = False):

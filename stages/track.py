@@ -105,8 +105,12 @@ def track() -> None:
 
 
 def data_inputs(data_name: str, root: Path) -> list[DataInput]:
-    """The splits `download` wrote, by the digests meta.json records (none in an older file)."""
+    """The splits `download` wrote, by the digests meta.json records: none without the file (a
+    workspace that holds the results but not the data) or in an older one. Not a DVC dependency of
+    the stage: it changes only when `download` runs again, and then `train` and `track` do too."""
     data_dir = Path("data") / data_name
+    if not (data_dir / "meta.json").is_file():
+        return []
     meta = read_json(data_dir / "meta.json", "download")
     digests, sizes, shape = meta.get("sha256"), meta.get("sizes"), meta.get("shape")
     if not (isinstance(digests, dict) and isinstance(sizes, dict) and isinstance(shape, list)):

@@ -143,6 +143,7 @@ def test_the_splits_meta_json_records_are_the_runs_dataset_inputs(local_store, m
     from stages.track import data_inputs
 
     monkeypatch.chdir(local_store)
+    assert data_inputs("x", local_store) == []  # no data in this workspace: the run goes on
     (local_store / "data/x").mkdir(parents=True)
     meta = local_store / "data/x/meta.json"
     meta.write_text(json.dumps({"dataset": "x", "classes": ["a", "b"]}))

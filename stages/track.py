@@ -21,8 +21,8 @@ from exigo.models.live import LIVE_DIR, read_history
 from exigo.track.model_registry import SCORE
 from exigo.track.runs import (
     RESTORED_TAG,
-    DataInput,
     RunContent,
+    data_inputs,
     log_run,
     numeric_leaves,
     project_root,
@@ -77,7 +77,11 @@ def track() -> None:
     # wherever MLflow's is loaded (mlflow.pytorch pickles the class by reference)
     code = [checked.model.code] if is_import_path(checked.model.name) else []
     content = RunContent(params, metrics, history, ARTIFACTS, model, example, tables, code)
-    content.datasets = data_inputs(data_name, project_root())
+    # meta.json is not a DVC dependency of track: it changes only when download runs again, and
+    # then train and track do too. A workspace with the results but not the data logs no inputs.
+    meta_path = Path("data") / data_name / "meta.json"
+    meta = read_json(meta_path, "download") if meta_path.is_file() else {}
+    content.datasets = data_inputs(data_name, meta, project_root() / meta_path.parent)
     logged = log_run(content, root=project_root(), data_name=data_name)
     store = describe(logged.uri)
     if logged.earlier:
@@ -102,31 +106,6 @@ def track() -> None:
             f"MLflow: registered model '{reg.name}' version {reg.version} "
             f"(train.val_acc {metrics[SCORE]:.4f}); {best}"
         )
-
-
-def data_inputs(data_name: str, root: Path) -> list[DataInput]:
-    """The splits `download` wrote, by the digests meta.json records: none without the file (a
-    workspace that holds the results but not the data) or in an older one. Not a DVC dependency of
-    the stage: it changes only when `download` runs again, and then `train` and `track` do too."""
-    data_dir = Path("data") / data_name
-    if not (data_dir / "meta.json").is_file():
-        return []
-    meta = read_json(data_dir / "meta.json", "download")
-    digests, sizes, shape = meta.get("sha256"), meta.get("sizes"), meta.get("shape")
-    if not (isinstance(digests, dict) and isinstance(sizes, dict) and isinstance(shape, list)):
-        return []
-    return [
-        DataInput(
-            data_name,
-            split,
-            str(digest),
-            tuple(shape),
-            root / data_dir / f"{split}.pt",
-            int(sizes[split]),
-        )
-        for split, digest in digests.items()
-        if split in sizes
-    ]
 
 
 def detail_table(path: str, table):

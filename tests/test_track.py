@@ -19,7 +19,14 @@ from conftest import STAGES, make_project, mlflow_store, run_stage, tiny_params
 
 from exigo.core.errors import ExigoError, interrupts_always_stop
 from exigo.track.lineage import COMPLETE_TAG, KEY_TAG, dvc_hashes, dvc_remote_url, run_tags
-from exigo.track.runs import RunContent, experiment_name, log_run, project_root, tracking_uri
+from exigo.track.runs import (
+    RunContent,
+    data_inputs,
+    experiment_name,
+    log_run,
+    project_root,
+    tracking_uri,
+)
 
 
 def test_store_is_anchored_on_dvc_root(tmp_path, monkeypatch):
@@ -123,8 +130,7 @@ def local_store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # unset for the code, restored afterwards
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "proj")
-    with mlflow_store():  # log_run sets MLflow's URI for the process: unset after the test
-        yield project
+    return project  # log_run sets MLflow's URI: conftest unsets it after the test
 
 
 def all_runs(project, deleted: bool = False):
@@ -137,22 +143,16 @@ def all_runs(project, deleted: bool = False):
     return client.search_runs([exp.experiment_id], run_view_type=view)
 
 
-def test_the_splits_meta_json_records_are_the_runs_dataset_inputs(local_store, monkeypatch):
+def test_the_splits_meta_json_records_are_the_runs_dataset_inputs(local_store):
     """One MLflow dataset input per split, by the digest meta.json records; an older meta.json
     without digests logs none rather than failing the run."""
-    from stages.track import data_inputs
-
-    monkeypatch.chdir(local_store)
-    assert data_inputs("x", local_store) == []  # no data in this workspace: the run goes on
-    (local_store / "data/x").mkdir(parents=True)
-    meta = local_store / "data/x/meta.json"
-    meta.write_text(json.dumps({"dataset": "x", "classes": ["a", "b"]}))
-    assert data_inputs("x", local_store) == []
+    data_dir = local_store / "data/x"
+    assert data_inputs("x", {"dataset": "x", "classes": ["a", "b"]}, data_dir) == []
     digests = {s: f"{i}" * 64 for i, s in enumerate(("train", "val", "test"))}
     sizes = {"train": 5, "val": 2, "test": 3}
-    meta.write_text(json.dumps({"sha256": digests, "sizes": sizes, "shape": [3, 8, 10]}))
+    meta = {"sha256": digests, "sizes": sizes, "shape": [3, 8, 10]}
     logged = content()
-    logged.datasets = data_inputs("x", local_store)
+    logged.datasets = data_inputs("x", meta, data_dir)
     run_id = log_run(logged, root=local_store, cwd=local_store).run_id
     (run,) = [r for r in all_runs(local_store) if r.info.run_id == run_id]
     got = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
@@ -163,7 +163,7 @@ def test_the_splits_meta_json_records_are_the_runs_dataset_inputs(local_store, m
     }
     spec = json.loads(got["testing"].schema)["mlflow_colspec"][0]["tensor-spec"]
     assert spec["shape"] == [3, 3, 8, 10]
-    assert json.loads(got["testing"].source)["uri"] == str(local_store / "data/x/test.pt")
+    assert json.loads(got["testing"].source)["uri"] == str(data_dir / "test.pt")
 
 
 def test_a_change_is_logged_once_and_a_cut_off_run_is_replaced(local_store):

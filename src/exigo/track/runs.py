@@ -91,6 +91,20 @@ class DataInput:
     size: int
 
 
+def data_inputs(name: str, meta: dict, data_dir: Path) -> list[DataInput]:
+    """The splits a data/<name>/meta.json (its content) records, as dataset inputs; none for a
+    file without digests, sizes and shape (an older exigo wrote it)."""
+    meta = meta if isinstance(meta, dict) else {}
+    digests, sizes, shape = meta.get("sha256"), meta.get("sizes"), meta.get("shape")
+    if not (isinstance(digests, dict) and isinstance(sizes, dict) and isinstance(shape, list)):
+        return []
+    return [
+        DataInput(name, split, str(digest), tuple(shape), data_dir / f"{split}.pt", sizes[split])
+        for split, digest in digests.items()
+        if isinstance(sizes.get(split), int)
+    ]
+
+
 @dataclass
 class RunContent:
     """Everything one run logs."""

@@ -328,7 +328,12 @@ def test_mlflow_ui_lists_runs_and_shows_a_run(experiments):
             page.get_by_text(column, exact=True).last.click()
         page.keyboard.press("Escape")
         header = page.locator(".ag-header").inner_text()
-        rows = page.locator(".ag-center-cols-container").inner_text()
+        rows: dict[str, dict[str, str]] = {}  # run id -> column id -> the cell's text
+        for row in page.locator(".ag-row").all():
+            for cell in row.locator("[col-id]").all():
+                rows.setdefault(row.get_attribute("row-id"), {})[cell.get_attribute("col-id")] = (
+                    cell.inner_text()
+                )
         assistant_open = page.get_by_placeholder("Ask a question").count()
         _shot(page, "mlflow-runs")
         page.goto(f"{runs_page}/{exp_run.info.run_id}{mode}")  # the run, as track links it
@@ -342,14 +347,19 @@ def test_mlflow_ui_lists_runs_and_shows_a_run(experiments):
     assert "train.lr" in body and "0.02" in body and "evaluate.accuracy" in body
     assert all(column in header for column in RUNS_LIST_COLUMNS), header
     assert "Source" not in header and "Models" not in header, header
-    for logged in (run, exp_run):  # each run's numbers in its row, and the data it read
-        assert f"{logged.data.metrics['evaluate.accuracy']:.4g}"[:4] in rows, rows
+    for logged in (run, exp_run):  # each run's own numbers in its own row, and the data it read
+        row = rows[logged.info.run_id]
+        assert row["params.`train.lr`"] == logged.data.params["train.lr"], row  # 0.01, 0.02
+        for key in ("evaluate.accuracy", "train.val_acc"):
+            assert float(row[f"metrics.`{key}`"]) == pytest.approx(
+                logged.data.metrics[key], abs=1e-3
+            ), row
         (digest,) = [
             d.dataset.digest
             for d in logged.inputs.dataset_inputs
             if {(t.key, t.value) for t in d.tags} == {("mlflow.data.context", "training")}
         ]
-        assert f"idx ({digest})" in rows, rows  # the Dataset column: the training split first
+        assert row["attributes.`Dataset`"].startswith(f"idx ({digest})"), row  # training first
     assert not assistant_open, "the Assistant panel stayed open"
     assert "plots" in artifacts and "metrics" in artifacts
     assert run.info.run_id != exp_run.info.run_id

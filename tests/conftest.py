@@ -312,8 +312,17 @@ def dvc(*args, cwd, env, check=True) -> subprocess.CompletedProcess:
     return sh([shutil.which("dvc"), *args], cwd, env, check)
 
 
+def _forget_mlflow_store(env_before: str | None) -> None:
+    """Unset MLflow's process-wide URI and put MLFLOW_TRACKING_URI back as it was."""
+    import os
+
+    sys.modules["mlflow"].set_tracking_uri(None)  # also unsets MLFLOW_TRACKING_URI
+    if env_before is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = env_before
+
+
 @contextmanager
-def mlflow_store(uri: str | None = None):
+def mlflow_store(uri: str):
     """MLflow's fluent API (mlflow.pytorch.load_model, search_logged_models, models:/ URIs) on
     this store for the block, then on none. mlflow.set_tracking_uri, which exigo's log_run also
     calls, sets a process-wide URI and MLFLOW_TRACKING_URI in os.environ: left set, it sent the
@@ -323,14 +332,11 @@ def mlflow_store(uri: str | None = None):
     import mlflow
 
     before = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(None)  # also unsets MLFLOW_TRACKING_URI
-        if before is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = before
+        _forget_mlflow_store(before)
 
 
 @pytest.fixture(autouse=True)
@@ -342,9 +348,7 @@ def _no_mlflow_store_left_set():
     before = os.environ.get("MLFLOW_TRACKING_URI")
     yield
     if "mlflow" in sys.modules:
-        sys.modules["mlflow"].set_tracking_uri(None)
-        if before is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = before
+        _forget_mlflow_store(before)
 
 
 def mlflow_runs(project) -> list:
